@@ -1,0 +1,104 @@
+// The contract of the PVE API simulator (sim/index.ts). Tests, the demo and the benchmarks
+// depend only on this file; keep it stable.
+
+/** Scenarios built from ../shared/pve-api, matching the folders of ../shared/compat. */
+export type ScenarioName = 'default' | 'pve8' | 'degraded' | 'standalone';
+
+/** A generated cluster of any size, consistent across all endpoints. */
+export interface GeneratedCluster {
+  /** Cluster name (default "gen"). */
+  name?: string;
+  /** Number of nodes, named pve1..pveN (default 3). */
+  nodes: number;
+  /** Guests per node; vmids start at 100, half QEMU half LXC (default 10). */
+  guestsPerNode: number;
+  /** Storages per node besides "local" (default 2). */
+  storagesPerNode?: number;
+  /** Replication jobs per node (default 1). */
+  replicationJobsPerNode?: number;
+}
+
+export interface FaultRule {
+  /** Matches the API path after /api2/json, e.g. "/cluster/status" or /^\/nodes\/pve2\//. */
+  path: string | RegExp;
+  /** HTTP status to answer (e.g. 401, 403, 500, 501, 595). */
+  status?: number;
+  /** Reason phrase for the status line (PVE puts the error text there). */
+  reason?: string;
+  /** Extra delay before answering, in ms. */
+  delayMs?: number;
+  /** Answer 200 with a body that is not JSON. */
+  garbage?: boolean;
+  /** Never answer (keep the socket open until the client gives up or the simulator closes). */
+  hang?: boolean;
+  /** Apply this many times, then disappear (default: forever). */
+  times?: number;
+}
+
+export interface SimOptions {
+  /** A scenario from ../shared (default "default"), or a generated cluster. */
+  scenario?: ScenarioName;
+  generated?: GeneratedCluster;
+  /** Listen address (default 127.0.0.1; only loopback is allowed). Port 0 = ephemeral. */
+  host?: string;
+  port?: number;
+  /** Latency added to every API call, ms (default 0). */
+  latencyMs?: number;
+  /** Latency for guest config calls (/nodes/{n}/qemu|lxc/{id}/config), ms (default latencyMs). */
+  configLatencyMs?: number;
+  /** Nodes answering 595 for proxied calls (/nodes/<node>/...) and shown offline. */
+  offlineNodes?: string[];
+  /** Ticket lifetime in seconds (PVE: 7200). */
+  ticketLifetimeSec?: number;
+  /** Delay of 401 answers in ms (PVE: ~3000; default 0 in tests). */
+  authFailureDelayMs?: number;
+  /**
+   * Give every node its own loopback address 127.0.0.(10+i) (pve1 = 127.0.0.11, ...), listen on
+   * each of them (same port), report them as `ip` in /cluster/status, and answer a request as the
+   * node whose address it arrived on (`local: 1`, /nodes/{that node}/...). Lets service discovery
+   * and per-node scrapes be tested on loopback. Default false: the shared examples' addresses are
+   * reported as they are (never connect to them).
+   */
+  loopbackNodes?: boolean;
+}
+
+/** Credentials the simulator accepts (fixed, test-only). */
+export interface SimCredentials {
+  user: string; // "monitoring@pve"
+  password: string;
+  tokenName: string; // "exporter"
+  tokenValue: string;
+}
+
+export interface SimStats {
+  /** Number of answered requests per API path (after /api2/json, without query string). */
+  calls: Map<string, number>;
+  total: number;
+  /** POST /access/ticket calls (logins and renewals). */
+  logins: number;
+  /** TCP connections accepted. */
+  connections: number;
+}
+
+export interface Simulator {
+  /** e.g. "127.0.0.1" and the bound port. */
+  host: string;
+  port: number;
+  /** "https://127.0.0.1:<port>" */
+  url: string;
+  /** With loopbackNodes: node name -> its loopback address. */
+  nodeAddresses: Map<string, string>;
+  credentials: SimCredentials;
+  /** PEM of the CA that signed the simulator's certificate (for ca_file). */
+  caFile: string;
+  /** SHA-256 fingerprint of the server certificate as the PVE GUI shows it: "AB:CD:...". */
+  fingerprint: string;
+  stats(): SimStats;
+  resetStats(): void;
+  addFault(rule: FaultRule): void;
+  clearFaults(): void;
+  /** Change a guest's state (running|stopped) everywhere it shows. */
+  setGuestStatus(vmid: number, status: 'running' | 'stopped'): void;
+  setNodeOffline(node: string, offline: boolean): void;
+  close(): Promise<void>;
+}

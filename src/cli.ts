@@ -1,0 +1,112 @@
+// Command line -> Options. Collector flags are generated from the registry, so a new collector
+// gets --collector.<name> / --no-collector.<name> by being added to that table.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { COLLECTORS, defaultSwitches } from './collectors/registry.ts';
+import { LOG_LEVELS, type LogLevel } from './log.ts';
+import { VERSION } from './version.ts';
+
+export interface Options {
+  configFile: string;
+  listenAddress: string;
+  keyFile?: string;
+  certFile?: string;
+  collectors: Record<string, boolean>;
+  /** Concurrent API requests (connections) per (module, target). */
+  concurrency: number;
+  /** Guest config cache TTL in seconds; 0 disables. */
+  configCacheTtl: number;
+  /** Scrape deadline in seconds when the scraper sends no X-Prometheus-Scrape-Timeout-Seconds. */
+  defaultTimeout: number;
+  logLevel: LogLevel;
+}
+
+function intInRange(name: string, min: number, max: number) {
+  return (raw: string): number => {
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw.trim()) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
+    return n;
+  };
+}
+
+function positiveSeconds(name: string) {
+  return (raw: string): number => {
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a number of seconds greater than 0`);
+    return n;
+  };
+}
+
+export function buildCommand(): Command {
+  const cmd = new Command('pve-exporter')
+    .description('Prometheus exporter for Proxmox VE (drop-in for prometheus-pve-exporter)')
+    .version(VERSION, '--version', 'print the version and exit')
+    .helpOption('-h, --help', 'show this help and exit')
+    .addOption(new Option('--config.file <path>', 'pve.yml with the modules (ignored when PVE_USER is set)').default('/etc/prometheus/pve.yml'))
+    .addOption(new Option('--web.listen-address <[host]:port>', 'address to listen on ([::] is dual stack)').default('[::]:9221'))
+    .addOption(new Option('--server.keyfile <path>', 'TLS private key: serve HTTPS (with --server.certfile)'))
+    .addOption(new Option('--server.certfile <path>', 'TLS certificate chain: serve HTTPS (with --server.keyfile)'))
+    .addOption(
+      new Option('--pve.concurrency <n>', 'concurrent API requests per (module, target); keeps PVE from being flooded')
+        .default(8)
+        .argParser(intInRange('--pve.concurrency', 1, 64)),
+    )
+    .addOption(
+      new Option('--pve.config-cache-ttl <seconds>', 'how long a guest config (onboot) is reused; 0 fetches every scrape')
+        .default(300)
+        .argParser(intInRange('--pve.config-cache-ttl', 0, 86400)),
+    )
+    .addOption(
+      new Option('--scrape.default-timeout <seconds>', 'scrape deadline when the scraper sends no X-Prometheus-Scrape-Timeout-Seconds')
+        .default(10)
+        .argParser(positiveSeconds('--scrape.default-timeout')),
+    )
+    .addOption(new Option('--log.level <level>', 'log level').choices([...LOG_LEVELS]).default('info'));
+  for (const c of COLLECTORS) {
+    const where = c.kind === 'scrape' ? `${c.scope} scope` : '/metrics';
+    const state = c.defaultEnabled ? 'on' : 'off';
+    cmd.addOption(new Option(`--collector.${c.name}`, `enable the ${c.name} collector (${where}, default: ${state}): ${c.description}`).default(state).hideHelp(false));
+    cmd.addOption(new Option(`--no-collector.${c.name}`, `disable the ${c.name} collector`));
+  }
+  return cmd.allowExcessArguments(false).showHelpAfterError();
+}
+
+export function parseCli(argv: readonly string[]): Options {
+  const cmd = buildCommand();
+  cmd.parse(argv as string[]);
+  const o = cmd.opts<Record<string, unknown>>();
+  const collectors = defaultSwitches();
+  for (const c of COLLECTORS) {
+    // commander keeps the value of the last of --collector.x / --no-collector.x given; the
+    // default shows as 'on'/'off' in --help.
+    const v = o[`collector.${camel(c.name)}`];
+    collectors[c.name] = v === 'on' ? true : v === 'off' ? false : Boolean(v);
+  }
+  if (Boolean(o['server.keyfile']) !== Boolean(o['server.certfile'])) {
+    cmd.error('error: --server.keyfile and --server.certfile go together');
+  }
+  return {
+    configFile: String(o['config.file']),
+    listenAddress: String(o['web.listenAddress']),
+    keyFile: o['server.keyfile'] as string | undefined,
+    certFile: o['server.certfile'] as string | undefined,
+    collectors,
+    concurrency: o['pve.concurrency'] as number,
+    configCacheTtl: o['pve.configCacheTtl'] as number,
+    defaultTimeout: o['scrape.defaultTimeout'] as number,
+    logLevel: o['log.level'] as LogLevel,
+  };
+}
+
+function camel(s: string): string {
+  return s.replace(/-([a-z])/g, (_, ch: string) => ch.toUpperCase());
+}
+
+/** "[::]:9221", "0.0.0.0:9221", ":9221", "localhost:9221" -> host (undefined = all) and port. */
+export function parseListenAddress(raw: string): { host?: string; port: number } {
+  const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d{1,5})$/.exec(raw.trim());
+  if (!m) throw new Error(`--web.listen-address "${raw}": expected [host]:port, e.g. [::]:9221 or 127.0.0.1:9221`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new Error(`--web.listen-address "${raw}": port must be 0..65535`);
+  const host = m[1] ?? m[2];
+  return { host: host === '' ? undefined : host, port };
+}

@@ -1,0 +1,43 @@
+import { MetricFamily, gauge } from '../exposition/family.ts';
+import { PveError } from '../pve/errors.ts';
+import type { GuestOnboot } from '../pve/session.ts';
+import { PartialFailure, type ScrapeCollector } from './types.ts';
+
+const ONBOOT = gauge('pve_onboot_status', 'Proxmox vm config onboot value', ['id', 'node', 'type']);
+
+/** Only guests whose config carries an onboot key get a series (as the reference). */
+export function buildOnboot(guests: readonly GuestOnboot[]): MetricFamily[] {
+  const fam = new MetricFamily(ONBOOT);
+  const ordered = [...guests].sort((a, b) => (a.type === b.type ? a.vmid - b.vmid : a.type === 'qemu' ? -1 : 1));
+  for (const g of ordered) {
+    if (g.onboot !== undefined) fam.add([`${g.type}/${g.vmid}`, g.node, g.type], g.onboot);
+  }
+  return [fam];
+}
+
+export const configCollector: ScrapeCollector = {
+  kind: 'scrape',
+  name: 'config',
+  scope: 'node',
+  defaultEnabled: true,
+  description:
+    'The onboot setting of every guest on the answering node (one config call per guest, cached for --pve.config-cache-ttl).',
+  endpoints: [
+    { path: '/nodes/{node}/qemu/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid}' },
+    { path: '/nodes/{node}/lxc/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid}' },
+    { path: '/cluster/resources', privilege: 'none (guests filtered by VM.Audit)' },
+    { path: '/cluster/status', privilege: 'Sys.Audit on / (to find the answering node)' },
+  ],
+  families: [ONBOOT],
+  async collect(s) {
+    const node = (await s.localNode()).name;
+    const result = await s.guestOnboot(node);
+    const families = buildOnboot(result.guests);
+    if (result.failures.length > 0) {
+      // Series for the guests that did answer are still worth having; the failure is reported.
+      const first = result.failures[0];
+      throw new PartialFailure(families, new PveError(first.kind, first.path, `${result.failures.length} guest config call(s) failed, first: ${first.message}`, first.status));
+    }
+    return families;
+  },
+};

@@ -1,0 +1,176 @@
+// One scrape's view of the PVE API: every endpoint is fetched at most once, whichever collector
+// asks first, and the others share the same promise.
+import type { PveClient, RequestContext } from './client.ts';
+import { PveError } from './errors.ts';
+import type { GuestConfigCache } from './guest-config-cache.ts';
+import type {
+  ClusterResource,
+  ClusterStatusEntry,
+  ClusterStatusNode,
+  GuestConfig,
+  GuestType,
+  NotBackedUpGuest,
+  QDeviceStatus,
+  ReplicationJob,
+  SubscriptionInfo,
+  VersionInfo,
+} from './types.ts';
+
+export interface GuestOnboot {
+  readonly type: GuestType;
+  readonly vmid: number;
+  readonly node: string;
+  readonly onboot: number | undefined;
+}
+
+export interface GuestOnbootResult {
+  readonly guests: GuestOnboot[];
+  /** Guests whose config could not be fetched and had no cached value. */
+  readonly failures: PveError[];
+  readonly fetched: number;
+}
+
+function asArray<T>(data: unknown, path: string): T[] {
+  if (!Array.isArray(data)) throw new PveError('parse', path, 'expected a list in "data"');
+  return data as T[];
+}
+
+function asObject<T>(data: unknown, path: string): T {
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new PveError('parse', path, 'expected an object in "data"');
+  }
+  return data as T;
+}
+
+export class PveSession {
+  private readonly memo = new Map<string, Promise<unknown>>();
+  /** Successful and failed API calls of this scrape (for the 500-or-partial decision). */
+  succeeded = 0;
+  readonly failures: PveError[] = [];
+  /** Guest config calls made (cache misses). */
+  configFetches = 0;
+
+  constructor(
+    private readonly client: PveClient,
+    readonly ctx: RequestContext,
+    private readonly configCache: GuestConfigCache,
+  ) {}
+
+  private async call<T>(path: string, query?: Record<string, string>): Promise<T> {
+    try {
+      const data = await this.client.get<T>(path, this.ctx, query);
+      this.succeeded++;
+      return data;
+    } catch (err) {
+      if (err instanceof PveError) this.failures.push(err);
+      throw err;
+    }
+  }
+
+  private once<T>(key: string, fetch: () => Promise<T>): Promise<T> {
+    let p = this.memo.get(key) as Promise<T> | undefined;
+    if (!p) {
+      p = fetch();
+      // Rejections are handled by whoever awaits; avoid unhandled-rejection noise for unused memo entries.
+      p.catch(() => undefined);
+      this.memo.set(key, p);
+    }
+    return p;
+  }
+
+  clusterStatus(): Promise<ClusterStatusEntry[]> {
+    const path = '/cluster/status';
+    return this.once(path, async () => asArray<ClusterStatusEntry>(await this.call(path), path));
+  }
+
+  resources(): Promise<ClusterResource[]> {
+    const path = '/cluster/resources';
+    return this.once(path, async () => asArray<ClusterResource>(await this.call(path), path));
+  }
+
+  version(): Promise<VersionInfo> {
+    const path = '/version';
+    return this.once(path, async () => asObject<VersionInfo>(await this.call(path), path));
+  }
+
+  notBackedUp(): Promise<NotBackedUpGuest[]> {
+    const path = '/cluster/backup-info/not-backed-up';
+    return this.once(path, async () => asArray<NotBackedUpGuest>(await this.call(path), path));
+  }
+
+  qdevice(): Promise<QDeviceStatus> {
+    const path = '/cluster/config/qdevice';
+    return this.once(path, async () => asObject<QDeviceStatus>((await this.call(path)) ?? {}, path));
+  }
+
+  subscription(node: string): Promise<SubscriptionInfo> {
+    const path = `/nodes/${encodeURIComponent(node)}/subscription`;
+    return this.once(path, async () => asObject<SubscriptionInfo>(await this.call(path), path));
+  }
+
+  replication(node: string): Promise<ReplicationJob[]> {
+    const path = `/nodes/${encodeURIComponent(node)}/replication`;
+    return this.once(path, async () => asArray<ReplicationJob>(await this.call(path), path));
+  }
+
+  /** The node that answers for this target (`local: 1` in /cluster/status). */
+  localNode(): Promise<ClusterStatusNode> {
+    return this.once('localNode', async () => {
+      const status = await this.clusterStatus();
+      const local = status.find((e): e is ClusterStatusNode => e.type === 'node' && Number(e.local) === 1);
+      if (!local) throw new PveError('parse', '/cluster/status', 'no entry with local=1: cannot tell which node answers');
+      return local;
+    });
+  }
+
+  /** Cluster name, or the node's name on a standalone node (as the reference does). */
+  clusterName(): Promise<string> {
+    return this.once('clusterName', async () => {
+      const status = await this.clusterStatus();
+      const first = status[0];
+      if (!first) throw new PveError('parse', '/cluster/status', 'empty cluster status');
+      return first.name;
+    });
+  }
+
+  /**
+   * The onboot value of every guest on `node`: from the cache where fresh, otherwise from
+   * /nodes/{node}/{type}/{vmid}/config, all requests in flight at once (the client's pool caps
+   * them). The guest list comes from /cluster/resources, shared with the cluster collectors.
+   */
+  guestOnboot(node: string): Promise<GuestOnbootResult> {
+    return this.once(`onboot:${node}`, async () => {
+      const resources = await this.resources();
+      const guests = resources.filter(
+        (r): r is ClusterResource & { type: GuestType; vmid: number } =>
+          (r.type === 'qemu' || r.type === 'lxc') && r.node === node && typeof r.vmid === 'number',
+      );
+      const failures: PveError[] = [];
+      let fetched = 0;
+      const present = new Set<string>();
+      const out = await Promise.all(
+        guests.map(async (g): Promise<GuestOnboot | undefined> => {
+          present.add(`${g.type}/${g.vmid}`);
+          const cached = this.configCache.fresh(g.type, g.vmid, node);
+          if (cached) return { type: g.type, vmid: g.vmid, node, onboot: cached.onboot };
+          const path = `/nodes/${encodeURIComponent(node)}/${g.type}/${g.vmid}/config`;
+          try {
+            const cfg = asObject<GuestConfig>(await this.call(path), path);
+            fetched++;
+            this.configFetches++;
+            const onboot = cfg.onboot === undefined ? undefined : Number(cfg.onboot);
+            this.configCache.store(g.type, g.vmid, node, onboot);
+            return { type: g.type, vmid: g.vmid, node, onboot };
+          } catch (err) {
+            const stale = this.configCache.stale(g.type, g.vmid, node);
+            if (stale) return { type: g.type, vmid: g.vmid, node, onboot: stale.onboot };
+            failures.push(err instanceof PveError ? err : new PveError('parse', path, String(err)));
+            return undefined;
+          }
+        }),
+      );
+      this.configCache.retainOnly(present);
+      return { guests: out.filter((g): g is GuestOnboot => g !== undefined), failures, fetched };
+    });
+  }
+}

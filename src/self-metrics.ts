@@ -1,0 +1,92 @@
+// The exporter's own metrics on /metrics (prom-client is fast enough for this small set).
+import { Counter, Histogram, Gauge, Registry, Summary, collectDefaultMetrics } from 'prom-client';
+import type { FamilySpec } from './exposition/family.ts';
+import { VERSION } from './version.ts';
+
+const spec = (name: string, type: FamilySpec['type'], help: string, labels: string[]): FamilySpec => ({ name, type, help, labels });
+
+export const SELF_FAMILIES = {
+  collectionDuration: spec('pve_collection_duration_seconds', 'summary', 'Duration of collections by the PVE exporter', ['module']),
+  requestErrors: spec('pve_request_errors_total', 'counter', 'Errors in requests to PVE exporter', ['module']),
+  collectorFailures: spec(
+    'pve_exporter_collector_failures_total',
+    'counter',
+    'Scrapes in which a collector failed, by module and collector',
+    ['module', 'collector'],
+  ),
+  guestConfigFetches: spec(
+    'pve_exporter_guest_config_fetches_total',
+    'counter',
+    'Guest config calls made to PVE (cache misses of the config collector)',
+    ['module'],
+  ),
+  buildInfo: spec('pve_exporter_build_info', 'gauge', 'pve-exporter version and the Node.js runtime it runs on', ['version', 'nodejs']),
+  apiDuration: spec('pve_scrape_api_duration_seconds', 'histogram', 'Duration of PVE API calls, by module, endpoint and HTTP status', ['module', 'endpoint', 'status']),
+  targetDuration: spec('pve_scrape_target_duration_seconds', 'histogram', 'Duration of whole /pve scrapes, by module and target', ['module', 'target']),
+} as const;
+
+export interface SelfMetricsOptions {
+  apiMetrics: boolean;
+  targetMetrics: boolean;
+}
+
+const BUCKETS_API = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const BUCKETS_TARGET = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+export class SelfMetrics {
+  readonly registry = new Registry();
+  readonly collectionDuration: Summary<'module'>;
+  readonly requestErrors: Counter<'module'>;
+  readonly collectorFailures: Counter<'module' | 'collector'>;
+  readonly guestConfigFetches: Counter<'module'>;
+  readonly apiDuration?: Histogram<'module' | 'endpoint' | 'status'>;
+  readonly targetDuration?: Histogram<'module' | 'target'>;
+
+  constructor(opts: SelfMetricsOptions) {
+    const r = this.registry;
+    const f = SELF_FAMILIES;
+    collectDefaultMetrics({ register: r });
+    this.collectionDuration = new Summary({
+      name: f.collectionDuration.name,
+      help: f.collectionDuration.help,
+      labelNames: ['module'],
+      percentiles: [],
+      registers: [r],
+    });
+    this.requestErrors = new Counter({ name: f.requestErrors.name, help: f.requestErrors.help, labelNames: ['module'], registers: [r] });
+    this.collectorFailures = new Counter({
+      name: f.collectorFailures.name,
+      help: f.collectorFailures.help,
+      labelNames: ['module', 'collector'],
+      registers: [r],
+    });
+    this.guestConfigFetches = new Counter({
+      name: f.guestConfigFetches.name,
+      help: f.guestConfigFetches.help,
+      labelNames: ['module'],
+      registers: [r],
+    });
+    new Gauge({ name: f.buildInfo.name, help: f.buildInfo.help, labelNames: ['version', 'nodejs'], registers: [r] }).set(
+      { version: VERSION, nodejs: process.version },
+      1,
+    );
+    if (opts.apiMetrics) {
+      this.apiDuration = new Histogram({
+        name: f.apiDuration.name,
+        help: f.apiDuration.help,
+        labelNames: ['module', 'endpoint', 'status'],
+        buckets: BUCKETS_API,
+        registers: [r],
+      });
+    }
+    if (opts.targetMetrics) {
+      this.targetDuration = new Histogram({
+        name: f.targetDuration.name,
+        help: f.targetDuration.help,
+        labelNames: ['module', 'target'],
+        buckets: BUCKETS_TARGET,
+        registers: [r],
+      });
+    }
+  }
+}

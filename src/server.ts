@@ -1,0 +1,193 @@
+// HTTP routes: /, /pve, /pve/sd, /metrics, /-/healthy, /-/ready. Plain node:http: a handful of
+// routes does not need a framework.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { gzip } from 'node:zlib';
+import { promisify } from 'node:util';
+import type { LoadedConfig, ModuleConfig } from './config.ts';
+import { COLLECTORS, type CollectorSwitches } from './collectors/registry.ts';
+import { encode, negotiateFormat, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './exposition/encode.ts';
+import type { Logger } from './log.ts';
+import type { ClientCache } from './pve/client.ts';
+import { PveError } from './pve/errors.ts';
+import { GuestConfigCache } from './pve/guest-config-cache.ts';
+import { PveSession } from './pve/session.ts';
+import { parseScrapeTimeout, parseSwitch, parseTarget, QueryError, readParams } from './query.ts';
+import { deadlineSeconds, type Scraper } from './scrape.ts';
+import { buildSdGroups, type SdAddress } from './sd.ts';
+import type { SelfMetrics } from './self-metrics.ts';
+import { VERSION } from './version.ts';
+
+const gzipAsync = promisify(gzip);
+
+export interface AppState {
+  /** Replaced on SIGHUP reload. */
+  config: LoadedConfig;
+  readonly scraper: Scraper;
+  readonly clients: ClientCache;
+  readonly self: SelfMetrics;
+  readonly log: Logger;
+  readonly switches: CollectorSwitches;
+  readonly defaultTimeout: number;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function send(req: IncomingMessage, res: ServerResponse, status: number, contentType: string, body: string): Promise<void> {
+  res.statusCode = status;
+  res.setHeader('Content-Type', contentType);
+  const acceptsGzip = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
+  if (acceptsGzip && body.length > 1024) {
+    const zipped = await gzipAsync(body);
+    res.setHeader('Content-Encoding', 'gzip');
+    res.setHeader('Vary', 'Accept-Encoding');
+    res.setHeader('Content-Length', zipped.length);
+    res.end(req.method === 'HEAD' ? undefined : zipped);
+    return;
+  }
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+function pickModule(state: AppState, params: Map<string, string>): ModuleConfig {
+  const name = params.get('module') ?? 'default';
+  const mod = state.config.modules.get(name);
+  if (!mod) throw new HttpError(400, `Module '${name}' not found in config`);
+  return mod;
+}
+
+async function handlePve(state: AppState, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  const params = readParams(url.searchParams, ['target', 'module', 'cluster', 'node']);
+  const module = pickModule(state, params);
+  const target = parseTarget(params.get('target') ?? 'localhost', module.port);
+  const cluster = parseSwitch('cluster', params.get('cluster'));
+  const node = parseSwitch('node', params.get('node'));
+  const result = await state.scraper.scrape({
+    module,
+    target,
+    cluster,
+    node,
+    scrapeTimeoutSeconds: parseScrapeTimeout(req.headers['x-prometheus-scrape-timeout-seconds']),
+  });
+  if (result.status === 500) {
+    await send(req, res, 500, 'text/plain; charset=utf-8', `Error scraping target ${target.host}: ${result.error ?? 'failed'}\n`);
+    return;
+  }
+  const format = negotiateFormat(req.headers.accept);
+  const body = encode(result.families, format);
+  await send(req, res, 200, format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE, body);
+}
+
+async function handleSd(state: AppState, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  const params = readParams(url.searchParams, ['target', 'module', 'address']);
+  const module = pickModule(state, params);
+  const target = parseTarget(params.get('target') ?? 'localhost', module.port);
+  const address = (params.get('address') ?? 'ip') as SdAddress;
+  if (address !== 'ip' && address !== 'name') throw new QueryError('address must be "ip" or "name"');
+  const client = state.clients.get(module, target);
+  const budgetMs = deadlineSeconds(parseScrapeTimeout(req.headers['x-prometheus-scrape-timeout-seconds']) ?? state.defaultTimeout) * 1000;
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), budgetMs);
+  try {
+    // The SD call reads one endpoint; the guest config cache is not involved.
+    const session = new PveSession(client, { signal: abort.signal, deadline: Date.now() + budgetMs }, new GuestConfigCache(0));
+    const status = await session.clusterStatus();
+    const groups = buildSdGroups(status, module.name, target.explicitPort ? target.port : undefined, address);
+    await send(req, res, 200, 'application/json; charset=utf-8', JSON.stringify(groups));
+  } catch (err) {
+    const msg = err instanceof PveError ? `${err.path}: ${err.message}` : String(err);
+    state.log.warn({ module: module.name, target: target.host, error: msg }, 'service discovery failed');
+    await send(req, res, 500, 'text/plain; charset=utf-8', `Error discovering nodes via ${target.host}: ${msg}\n`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+}
+
+function landingPage(state: AppState): string {
+  const modules = [...state.config.modules.keys()];
+  const first = encodeURIComponent(modules[0] ?? 'default');
+  const moduleItems = modules.map((m) => `<li><code>${escapeHtml(m)}</code></li>`).join('');
+  const collectorRows = COLLECTORS.map(
+    (c) =>
+      `<tr><td><code>${escapeHtml(c.name)}</code></td><td>${c.kind === 'scrape' ? c.scope : '/metrics'}</td><td>${
+        state.switches[c.name] ? 'on' : 'off'
+      }</td><td>${escapeHtml(c.description)}</td></tr>`,
+  ).join('');
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>pve-exporter</title>
+<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}code{background:#eee;padding:0 .2em}td,th{text-align:left;padding:.2em .6em}</style>
+</head><body>
+<h1>pve-exporter ${escapeHtml(VERSION)}</h1>
+<p>Prometheus exporter for Proxmox VE, compatible with prometheus-pve-exporter. Prometheus scrapes
+<code>/pve?target=&lt;pve host&gt;&amp;module=&lt;module&gt;&amp;cluster=1&amp;node=1</code>; relabel
+<code>__address__</code> into <code>__param_target</code> and point <code>__address__</code> at this exporter.</p>
+<ul>
+<li><a href="pve?target=localhost&amp;module=${first}">pve?target=localhost&amp;module=${escapeHtml(decodeURIComponent(first))}</a>: metrics of a PVE target</li>
+<li><a href="pve/sd?target=localhost&amp;module=${first}">pve/sd?target=localhost&amp;module=${escapeHtml(decodeURIComponent(first))}</a>: HTTP service discovery of the cluster's nodes</li>
+<li><a href="metrics">metrics</a>: the exporter's own metrics</li>
+<li><a href="-/healthy">-/healthy</a>, <a href="-/ready">-/ready</a></li>
+</ul>
+<h2>Modules (from ${escapeHtml(state.config.source)})</h2><ul>${moduleItems}</ul>
+<h2>Collectors</h2><table><tr><th>name</th><th>scope</th><th>state</th><th>what</th></tr>${collectorRows}</table>
+</body></html>
+`;
+}
+
+export function createRequestHandler(state: AppState): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    void route(state, req, res).catch(async (err: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (err instanceof HttpError || err instanceof QueryError) {
+        const status = err instanceof HttpError ? err.status : 400;
+        await send(req, res, status, 'text/plain; charset=utf-8', `${err.message}\n`).catch(() => res.destroy());
+        return;
+      }
+      state.log.error({ err: err instanceof Error ? err.message : String(err), path: req.url?.split('?')[0] }, 'request failed');
+      await send(req, res, 500, 'text/plain; charset=utf-8', 'internal error\n').catch(() => res.destroy());
+    });
+  };
+}
+
+async function route(state: AppState, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.setHeader('Allow', 'GET, HEAD');
+    throw new HttpError(405, `method ${req.method} not allowed`);
+  }
+  let url: URL;
+  try {
+    url = new URL(req.url ?? '/', 'http://exporter');
+  } catch {
+    throw new HttpError(400, 'malformed request URL');
+  }
+  switch (url.pathname) {
+    case '/':
+      return send(req, res, 200, 'text/html; charset=utf-8', landingPage(state));
+    case '/pve':
+      return handlePve(state, req, res, url);
+    case '/pve/sd':
+      return handleSd(state, req, res, url);
+    case '/metrics': {
+      const body = await state.self.registry.metrics();
+      return send(req, res, 200, state.self.registry.contentType, body);
+    }
+    case '/-/healthy':
+      return send(req, res, 200, 'text/plain; charset=utf-8', 'OK\n');
+    case '/-/ready':
+      return send(req, res, 200, 'text/plain; charset=utf-8', 'OK\n');
+    default:
+      throw new HttpError(404, `not found: ${url.pathname}; see / for the endpoints`);
+  }
+}

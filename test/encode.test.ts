@@ -1,0 +1,48 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MetricFamily, counter, gauge } from '../src/exposition/family.ts';
+import { encode, formatValue, negotiateFormat } from '../src/exposition/encode.ts';
+import { parseExposition } from './helpers/promtext.ts';
+
+test('text format: HELP, TYPE, escaped label values, special floats', () => {
+  const g = new MetricFamily(gauge('x_info', 'Some "help"\\ with\nnewline', ['a', 'b']));
+  g.add(['q"uote', 'back\\slash\nnl'], 1);
+  g.add(['', 'plain'], NaN);
+  const out = encode([g], 'text');
+  assert.equal(
+    out,
+    '# HELP x_info Some "help"\\\\ with\\nnewline\n# TYPE x_info gauge\n' +
+      'x_info{a="q\\"uote",b="back\\\\slash\\nnl"} 1\n' +
+      'x_info{a="",b="plain"} NaN\n',
+  );
+  const parsed = parseExposition(out);
+  assert.equal(parsed.get('x_info')!.samples.get('x_info{a="q\\"uote",b="back\\\\slash\\nnl"}'), 1);
+  assert.equal(formatValue(Infinity), '+Inf');
+  assert.equal(formatValue(-Infinity), '-Inf');
+  assert.equal(formatValue(1.7723232e9), '1772323200');
+});
+
+test('empty family keeps HELP and TYPE (as the reference)', () => {
+  assert.equal(encode([new MetricFamily(gauge('e', 'h', ['id']))], 'text'), '# HELP e h\n# TYPE e gauge\n');
+});
+
+test('OpenMetrics: counter family without _total, clash with a deprecated gauge becomes unknown, EOF', () => {
+  const c = new MetricFamily(counter('a_bytes_total', 'c', ['id'])).add(['1'], 5);
+  const g = new MetricFamily(gauge('b_bytes', 'g', ['id'])).add(['1'], 5);
+  const clash = new MetricFamily(counter('b_bytes_total', 'c2', ['id'])).add(['1'], 5);
+  const out = encode([c, g, clash], 'openmetrics');
+  assert.match(out, /^# HELP a_bytes c\n# TYPE a_bytes counter\na_bytes_total\{id="1"\} 5\n/);
+  assert.match(out, /# TYPE b_bytes gauge\nb_bytes\{id="1"\} 5\n/);
+  assert.match(out, /# TYPE b_bytes_total unknown\nb_bytes_total\{id="1"\} 5\n/);
+  assert.ok(out.endsWith('# EOF\n'));
+});
+
+test('content negotiation', () => {
+  assert.equal(negotiateFormat('application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5'), 'openmetrics');
+  assert.equal(negotiateFormat('text/plain'), 'text');
+  assert.equal(negotiateFormat(undefined), 'text');
+});
+
+test('a family rejects samples whose label count is wrong', () => {
+  assert.throws(() => new MetricFamily(gauge('x', 'h', ['a'])).add([], 1), /0 label values for 1 labels/);
+});
