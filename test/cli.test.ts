@@ -1,0 +1,111 @@
+// The command as operators run it: flags, --help, --version, config errors, env config, reload.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { COLLECTORS } from '../src/collectors/registry.ts';
+import { tempFile } from './helpers/exporter.ts';
+import { getFreePort, waitForHttp } from './helpers/net.ts';
+
+const MAIN = new URL('../src/main.ts', import.meta.url).pathname;
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    timeout: 30_000,
+  });
+}
+
+const GOOD = 'default:\n  user: monitoring@pve\n  token_name: exporter\n  token_value: abc\n';
+
+test('--help lists every flag with its default', () => {
+  const r = run(['--help']);
+  assert.equal(r.status, 0, r.stderr);
+  const help = r.stdout.replace(/\s+/g, ' ');
+  for (const [flag, def] of [
+    ['--config.file', '/etc/prometheus/pve.yml'],
+    ['--web.listen-address', '[::]:9221'],
+    ['--pve.concurrency', '8'],
+    ['--pve.config-cache-ttl', '300'],
+    ['--scrape.default-timeout', '10'],
+    ['--log.level', 'info'],
+  ]) {
+    assert.ok(help.includes(flag), flag);
+    assert.ok(help.includes(`default: "${def}"`) || help.includes(`default: ${def}`), `${flag} default ${def}`);
+  }
+  assert.ok(help.includes('--server.keyfile') && help.includes('--server.certfile'));
+  for (const c of COLLECTORS) {
+    assert.ok(help.includes(`--collector.${c.name} `), c.name);
+    assert.ok(help.includes(`--no-collector.${c.name} `), c.name);
+    assert.ok(help.includes(`default: ${c.defaultEnabled ? 'on' : 'off'}`));
+  }
+});
+
+test('--version prints the package version', () => {
+  const r = run(['--version']);
+  assert.equal(r.status, 0);
+  assert.equal(r.stdout.trim(), pkg.version);
+});
+
+test('config errors exit non-zero and name file, module and key', () => {
+  const missing = run(['--config.file', '/nonexistent/pve.yml']);
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /config \/nonexistent\/pve\.yml: cannot read: file not found/);
+  const bad = tempFile('pve.yml', 'default:\n  user: a@pve\n  password: x\n  insecure: true\n');
+  const r = run(['--config.file', bad]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /pve\.yml:4: module "default", key "insecure"/);
+});
+
+test('bad flags exit non-zero with a message', () => {
+  const r = run(['--pve.concurrency', 'lots']);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /--pve\.concurrency must be a whole number/);
+  const unknown = run(['--collector.nosuch']);
+  assert.notEqual(unknown.status, 0);
+  assert.match(unknown.stderr, /unknown option/);
+  const half = run(['--server.keyfile', '/tmp/k.pem']);
+  assert.notEqual(half.status, 0);
+  assert.match(half.stderr, /go together/);
+});
+
+async function withServer(args: string[], env: NodeJS.ProcessEnv, fn: (url: string, child: ReturnType<typeof spawn>, stderr: () => string) => Promise<void>) {
+  const port = await getFreePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, '--web.listen-address', `127.0.0.1:${port}`, ...args], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  try {
+    await waitForHttp(`http://127.0.0.1:${port}/-/healthy`);
+    await fn(`http://127.0.0.1:${port}`, child, () => err);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
+}
+
+test('PVE_USER selects environment config; proxmoxer keys warn; SIGHUP reloads the file', async () => {
+  await withServer(['--config.file', '/nonexistent.yml'], { PVE_USER: 'monitoring@pve', PVE_TOKEN_NAME: 'x', PVE_TOKEN_VALUE: 'ENV-SECRET-1', PVE_MODULE: 'envmod' }, async (url, _c, stderr) => {
+    const home = await (await fetch(`${url}/`)).text();
+    assert.match(home, /<code>envmod<\/code>/);
+    assert.match(home, /from environment/);
+    assert.ok(!stderr().includes('ENV-SECRET-1'));
+  });
+  const file = tempFile('pve.yml', GOOD + '  backend: https\n');
+  await withServer(['--config.file', file], {}, async (url, child, stderr) => {
+    assert.match(stderr(), /key \\"backend\\".*ignored/);
+    writeFileSync(file, GOOD + 'other:\n  user: b@pve\n  password: y\n');
+    child.kill('SIGHUP');
+    for (let i = 0; i < 50 && !stderr().includes('configuration reloaded'); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(await (await fetch(`${url}/`)).text(), /<code>other<\/code>/);
+    writeFileSync(file, 'broken: [\n');
+    child.kill('SIGHUP');
+    for (let i = 0; i < 50 && !stderr().includes('reload failed'); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(stderr(), /reload failed; keeping the old one/);
+    assert.match(await (await fetch(`${url}/`)).text(), /<code>other<\/code>/);
+  });
+});

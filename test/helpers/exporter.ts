@@ -1,0 +1,58 @@
+// Runs the exporter in-process on a loopback port, with its logs captured for assertions.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startApp, type App } from '../../src/app.ts';
+import { parseCli } from '../../src/cli.ts';
+import { parseConfigText } from '../../src/config.ts';
+import { createLogger } from '../../src/log.ts';
+import type { Simulator } from '../../sim/types.ts';
+
+export interface RunningExporter {
+  app: App;
+  url: string;
+  logs: string[];
+  close(): Promise<void>;
+}
+
+export async function startExporter(configYaml: string, args: string[] = []): Promise<RunningExporter> {
+  const logs: string[] = [];
+  const log = createLogger('debug', { write: (line: string) => void logs.push(line) });
+  const opts = parseCli(['node', 'pve-exporter', '--web.listen-address', '127.0.0.1:0', ...args]);
+  const config = parseConfigText(configYaml, 'test-pve.yml');
+  const app = await startApp(opts, config, log);
+  return { app, url: app.url, logs, close: () => app.close() };
+}
+
+/** A module for the simulator: token auth, certificate pinned by fingerprint. */
+export function simModule(sim: Simulator, name = 'default', extra: Record<string, unknown> = {}): string {
+  const m: Record<string, unknown> = {
+    user: sim.credentials.user,
+    token_name: sim.credentials.tokenName,
+    token_value: sim.credentials.tokenValue,
+    port: sim.port,
+    fingerprint: sim.fingerprint,
+    ...extra,
+  };
+  const lines = Object.entries(m)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`);
+  return `${name}:\n${lines.join('\n')}\n`;
+}
+
+/** A module for the simulator with password (ticket) auth. */
+export function simPasswordModule(sim: Simulator, name = 'default', extra: Record<string, unknown> = {}): string {
+  return simModule(sim, name, { token_name: undefined, token_value: undefined, password: sim.credentials.password, ...extra });
+}
+
+export function tempFile(name: string, content: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pve-exporter-test-'));
+  const file = path.join(dir, name);
+  writeFileSync(file, content, { mode: 0o600 });
+  return file;
+}
+
+export async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Headers }> {
+  const res = await fetch(url, { headers, signal: AbortSignal.timeout(20_000) });
+  return { status: res.status, body: await res.text(), headers: res.headers };
+}
