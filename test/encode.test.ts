@@ -26,14 +26,14 @@ test('empty family keeps HELP and TYPE (as the reference)', () => {
   assert.equal(encode([new MetricFamily(gauge('e', 'h', ['id']))], 'text'), '# HELP e h\n# TYPE e gauge\n');
 });
 
-test('OpenMetrics: counter family without _total, clash with a deprecated gauge becomes unknown, EOF', () => {
+test('OpenMetrics: counter family without _total, clash with a deprecated gauge becomes a gauge, EOF', () => {
   const c = new MetricFamily(counter('a_bytes_total', 'c', ['id'])).add(['1'], 5);
   const g = new MetricFamily(gauge('b_bytes', 'g', ['id'])).add(['1'], 5);
   const clash = new MetricFamily(counter('b_bytes_total', 'c2', ['id'])).add(['1'], 5);
   const out = encode([c, g, clash], 'openmetrics');
   assert.match(out, /^# HELP a_bytes c\n# TYPE a_bytes counter\na_bytes_total\{id="1"\} 5\n/);
   assert.match(out, /# TYPE b_bytes gauge\nb_bytes\{id="1"\} 5\n/);
-  assert.match(out, /# TYPE b_bytes_total unknown\nb_bytes_total\{id="1"\} 5\n/);
+  assert.match(out, /# TYPE b_bytes_total gauge\nb_bytes_total\{id="1"\} 5\n/);
   assert.ok(out.endsWith('# EOF\n'));
 });
 

@@ -69,7 +69,8 @@ describe('API economy and caching (default scenario)', () => {
     const om = await get(`${exp.url}/pve?target=127.0.0.1`, { accept: 'application/openmetrics-text;version=1.0.0' });
     assert.match(om.headers.get('content-type') ?? '', /application\/openmetrics-text/);
     assert.ok(om.body.endsWith('# EOF\n'));
-    assert.match(om.body, /# TYPE pve_network_transmit_bytes_total unknown/);
+    assert.match(om.body, /# TYPE pve_network_transmit_bytes_total gauge/);
+    assert.match(om.body, /# TYPE pve_ha_state gauge/);
     assert.match(om.body, /# TYPE pve_network_transmit_bytes gauge/);
   });
 

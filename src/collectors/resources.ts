@@ -61,7 +61,7 @@ export const LOCK_STATES = [
 ] as const;
 
 function addOneHot(fam: MetricFamily, id: string, states: readonly string[], current: string | undefined): void {
-  for (const s of states) fam.add([id, s], s === current ? 1 : 0);
+  for (const s of states) fam.add2(id, s, s === current ? 1 : 0);
 }
 
 export function buildResources(resources: ClusterResource[]): MetricFamily[] {
@@ -72,7 +72,8 @@ export function buildResources(resources: ClusterResource[]): MetricFamily[] {
   const storageInfo = new MetricFamily(STORAGE_INFO);
   for (const r of resources) {
     for (const [key, fam] of values) {
-      if (r[key] !== undefined) fam.add([r.id], numberValue(r[key]));
+      const v = r[key];
+      if (v !== undefined) fam.add1(r.id, typeof v === 'number' ? v : numberValue(v));
     }
     if (r.type === 'qemu' || r.type === 'lxc') {
       addOneHot(ha, r.id, GUEST_HA_STATES, r.hastate);

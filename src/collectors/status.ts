@@ -12,10 +12,10 @@ export function buildStatus(status: ClusterStatusEntry[], resources: ClusterReso
     else if (e.type === 'node') up.add([`node/${e.name}`], Number(e.online) === 1 ? 1 : 0);
   }
   for (const r of resources) {
-    if (r.type === 'qemu' || r.type === 'lxc') up.add([r.id], r.status === 'running' ? 1 : 0);
+    if (r.type === 'qemu' || r.type === 'lxc') up.add1(r.id, r.status === 'running' ? 1 : 0);
   }
   for (const r of resources) {
-    if (r.type === 'storage') up.add([r.id], r.status === 'available' ? 1 : 0);
+    if (r.type === 'storage') up.add1(r.id, r.status === 'available' ? 1 : 0);
   }
   return [up];
 }

@@ -26,21 +26,12 @@ export function formatValue(v: number): string {
   return String(v);
 }
 
-function labelString(names: readonly string[], values: readonly string[]): string {
-  if (names.length === 0) return '';
-  let s = '{';
-  for (let i = 0; i < names.length; i++) {
-    if (i > 0) s += ',';
-    s += names[i] + '="' + escapeLabelValue(values[i] ?? '') + '"';
-  }
-  return s + '}';
-}
-
 /**
  * Encodes families in the order given. In OpenMetrics a counter family is named without
  * `_total`; where that name is taken by another family (the reference keeps deprecated gauges
  * such as pve_network_transmit_bytes next to pve_network_transmit_bytes_total), the counter is
- * exposed as type `unknown` under its full name, so every series keeps its name and value.
+ * exposed as a gauge under its full name, so every series keeps its name and value. (`unknown`
+ * would be the closer OpenMetrics type, but promtool's text parser rejects it.)
  */
 export function encode(families: readonly MetricFamily[], format: Format): string {
   const names = new Set(families.map((f) => f.spec.name));
@@ -52,13 +43,27 @@ export function encode(families: readonly MetricFamily[], format: Format): strin
     if (format === 'openmetrics' && type === 'counter') {
       const base = name.endsWith('_total') ? name.slice(0, -'_total'.length) : name;
       if (name.endsWith('_total') && !names.has(base)) familyName = base;
-      else if (name.endsWith('_total')) type = 'unknown';
+      else if (name.endsWith('_total')) type = 'gauge';
     }
-    parts.push(`# HELP ${familyName} ${escapeHelp(help, format)}\n# TYPE ${familyName} ${type}\n`);
     const sampleName = format === 'openmetrics' && type === 'counter' && familyName === name ? name + '_total' : name;
-    for (const s of fam.samples) {
-      parts.push(sampleName + labelString(labels, s.labelValues) + ' ' + formatValue(s.value) + '\n');
+    parts.push(`# HELP ${familyName} ${escapeHelp(help, format)}\n# TYPE ${familyName} ${type}\n`);
+    const n = labels.length;
+    const openers = labels.map((l, i) => (i === 0 ? '{' : ',') + l + '="');
+    const lv = fam.labelValues;
+    const values = fam.values;
+    // Lines are joined in batches: each line's pieces die young, and only flat batch strings
+    // live until the final join (long ropes were promoted and made GC the main cost).
+    let batch: string[] = [];
+    for (let i = 0, k = 0; i < values.length; i++) {
+      let line = sampleName;
+      for (let j = 0; j < n; j++, k++) line += openers[j] + escapeLabelValue(lv[k]) + '"';
+      batch.push(line + (n > 0 ? '} ' : ' ') + formatValue(values[i]) + '\n');
+      if (batch.length === 512) {
+        parts.push(batch.join(''));
+        batch = [];
+      }
     }
+    if (batch.length > 0) parts.push(batch.join(''));
   }
   if (format === 'openmetrics') parts.push('# EOF\n');
   return parts.join('');

