@@ -36,7 +36,7 @@ writeFileSync(
 );
 const port = await getFreePort();
 const main = new URL('../dist/main.js', import.meta.url).pathname;
-const exporter = spawn(process.execPath, [main, '--config.file', configFile, '--web.listen-address', `127.0.0.1:${port}`, '--log.level', 'warn'], {
+const exporter = spawn(process.execPath, ['--max-semi-space-size=4', main, '--config.file', configFile, '--web.listen-address', `127.0.0.1:${port}`, '--log.level', 'warn'], {
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 const base = `http://127.0.0.1:${port}`;

@@ -1,5 +1,9 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
 // Entry point: flags, config, server, signals.
+// --max-semi-space-size=4 (MB): V8's default young generation (16 MB semi-spaces) is sized for
+// throughput of big applications; for the exporter, 4 MB gives the same scrape latency with
+// ~20 MB less resident memory (bench/scrape.ts, 2,000 guests). Every launcher passes it: this
+// shebang, `npm start`, the container entrypoint and the systemd unit.
 import { parseCli } from './cli.ts';
 import { ConfigError, loadConfig, type LoadedConfig } from './config.ts';
 import { createLogger } from './log.ts';

@@ -1,11 +1,12 @@
 // HTTP routes: /, /pve, /pve/sd, /metrics, /-/healthy, /-/ready. Plain node:http: a handful of
 // routes does not need a framework.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { gzip } from 'node:zlib';
+import { createGzip, gzip } from 'node:zlib';
+import type { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import type { LoadedConfig, ModuleConfig } from './config.ts';
 import { COLLECTORS, type CollectorSwitches } from './collectors/registry.ts';
-import { encode, negotiateFormat, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './exposition/encode.ts';
+import { encodeChunks, negotiateFormat, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './exposition/encode.ts';
 import type { Logger } from './log.ts';
 import type { ClientCache } from './pve/client.ts';
 import { PveError } from './pve/errors.ts';
@@ -44,7 +45,6 @@ async function send(req: IncomingMessage, res: ServerResponse, status: number, c
   res.setHeader('Content-Type', contentType);
   const acceptsGzip = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
   if (acceptsGzip && body.length > 1024) {
-    // Level 1: a 3.6 MB exposition (2,000 guests) still shrinks ~10x, at a fraction of the CPU.
     const zipped = await gzipAsync(body, { level: 1 });
     res.setHeader('Content-Encoding', 'gzip');
     res.setHeader('Vary', 'Accept-Encoding');
@@ -81,8 +81,48 @@ async function handlePve(state: AppState, req: IncomingMessage, res: ServerRespo
     return;
   }
   const format = negotiateFormat(req.headers.accept);
-  const body = encode(result.families, format);
-  await send(req, res, 200, format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE, body);
+  await stream(req, res, format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE, encodeChunks(result.families, format));
+}
+
+/**
+ * Sends a large body as it is produced (chunked, gzip when accepted), honouring back-pressure,
+ * so a 2,000-guest exposition is never held in memory whole.
+ */
+async function stream(req: IncomingMessage, res: ServerResponse, contentType: string, chunks: Iterable<string>): Promise<void> {
+  res.statusCode = 200;
+  res.setHeader('Content-Type', contentType);
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  let out: Writable = res;
+  if (/\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
+    res.setHeader('Content-Encoding', 'gzip');
+    res.setHeader('Vary', 'Accept-Encoding');
+    // Level 1: a 3.6 MB exposition (2,000 guests) still shrinks ~10x, at a fraction of the CPU.
+    const gz = createGzip({ level: 1 });
+    gz.pipe(res);
+    out = gz;
+  }
+  for (const chunk of chunks) {
+    if (res.destroyed) return; // the scraper went away
+    if (!out.write(chunk)) await firstOf(out, 'drain', res, 'close');
+  }
+  out.end();
+  if (!res.writableFinished && !res.destroyed) await firstOf(res, 'finish', res, 'close');
+}
+
+/** Resolves on the first of two events and removes both listeners (no leak over many waits). */
+function firstOf(a: Writable, aEvent: string, b: Writable, bEvent: string): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      a.off(aEvent, done);
+      b.off(bEvent, done);
+      resolve();
+    };
+    a.on(aEvent, done);
+    b.on(bEvent, done);
+  });
 }
 
 async function handleSd(state: AppState, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
