@@ -299,7 +299,9 @@ export function buildGeneratedModel(spec: GeneratedCluster, files: EndpointFiles
   set('/cluster/ha/status/manager_status', haManagerStatus(gen));
   set('/cluster/tasks', gen.nodes.flatMap((n) => nodeTasks(n).map((t) => ({ ...t, saved: '1' }))));
   const ceph = example('/cluster/ceph/status');
-  bodies.set('/cluster/ceph/status', gen.nodes.length >= 3 && ceph !== undefined ? ceph : new ApiError(500, 'binary not installed: /usr/bin/ceph-mon\n'));
+  // Ceph needs three monitors; smaller clusters answer like a node without Ceph.
+  const cephInstalled = gen.nodes.length >= 3 && ceph !== undefined;
+  bodies.set('/cluster/ceph/status', cephInstalled ? ceph : new ApiError(500, 'binary not installed: /usr/bin/ceph-mon\n'));
 
   for (const node of gen.nodes) addNodeBodies(gen, node, set, example);
   for (const guest of gen.guests) addGuestBodies(guest, set, example);
@@ -455,7 +457,8 @@ function haCurrent(gen: Generated): JsonObject[] {
   entries.push({ id: 'master', type: 'master', node: local, status: `${local} (active, ${HA_TIME})`, timestamp: NOW - 3 });
   for (const n of gen.nodes) {
     const active = managed.some((g) => g.node === n.name);
-    entries.push({ id: `lrm:${n.name}`, type: 'lrm', node: n.name, status: `${n.name} (${active ? 'active' : 'idle'}, ${HA_TIME})`, timestamp: NOW - 2 });
+    const status = `${n.name} (${active ? 'active' : 'idle'}, ${HA_TIME})`;
+    entries.push({ id: `lrm:${n.name}`, type: 'lrm', node: n.name, status, timestamp: NOW - 2 });
   }
   for (const g of managed) {
     const state = g.hastate ?? 'started';
@@ -487,7 +490,10 @@ function haManagerStatus(gen: Generated): JsonObject {
       master_node: local,
       node_status: Object.fromEntries(gen.nodes.map((n) => [n.name, 'online'])),
       service_status: Object.fromEntries(
-        managed.map((g) => [`vm:${g.vmid}`, { node: g.node, running: g.hastate === 'started' ? 1 : 0, state: g.hastate ?? 'started', uid: uid(g.vmid) }]),
+        managed.map((g) => {
+          const state = g.hastate ?? 'started';
+          return [`vm:${g.vmid}`, { node: g.node, running: state === 'started' ? 1 : 0, state, uid: uid(g.vmid) }];
+        }),
       ),
       timestamp: NOW - 3,
     },
@@ -751,7 +757,18 @@ function nodeTasks(n: GenNode): JsonObject[] {
   const pid = 100000 + n.nodeid * 1000;
   const task = (offset: number, type: string, id: string, duration: number, status: string): JsonObject => {
     const start = NOW - offset;
-    return { upid: upid(n.name, pid + offset, start, type, id), node: n.name, pid: pid + offset, pstart: (pid + offset) * 7, starttime: start, type, id, user: 'root@pam', endtime: start + duration, status };
+    return {
+      upid: upid(n.name, pid + offset, start, type, id),
+      node: n.name,
+      pid: pid + offset,
+      pstart: (pid + offset) * 7,
+      starttime: start,
+      type,
+      id,
+      user: 'root@pam',
+      endtime: start + duration,
+      status,
+    };
   };
   return [
     task(900, 'vzdump', '', 420, n.nodeid % 5 === 0 ? 'job errors' : 'OK'),

@@ -27,7 +27,13 @@ const GZIP_THRESHOLD = 1024;
 const MAX_POST_BYTES = 64 * 1024;
 /** Status codes whose answers PVE sends without a body (auth layer, proxy errors). */
 const EMPTY_BODY_STATUSES = new Set([401, 595, 596, 597, 599]);
-const DEFAULT_REASONS: Record<number, string> = { 595: 'Connection refused', 596: 'Connection timed out', 597: 'Connection reset by peer', 599: 'Internal error' };
+/** AnyEvent::HTTP's pseudo status codes that pveproxy passes through. */
+const DEFAULT_REASONS: Record<number, string> = {
+  595: 'Connection refused',
+  596: 'Connection timed out',
+  597: 'Connection reset by peer',
+  599: 'Internal error',
+};
 
 export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> {
   const settings = validateOptions(opts);
@@ -338,9 +344,11 @@ class SimulatorServer {
       return sendError(res, new ApiError(501, 'no such uri', { emptyBody: true }));
     }
     const apiPath = url.pathname.slice(API_PREFIX.length) || '/';
+    // Counted on arrival, so calls that hang or fail show up too.
     this.stats.countCall(apiPath);
     await this.pause(this.latencyFor(apiPath));
 
+    // Faults come before authentication, so any answer (even to a login) can be simulated.
     const fault = this.faults.take(apiPath);
     if (fault !== undefined) {
       if (fault.hang === true) return; // the socket stays open until the client or close() ends it
@@ -383,7 +391,10 @@ class SimulatorServer {
     if (method !== 'POST') return sendError(res, notImplemented(method, '/access/ticket'));
     this.stats.countLogin();
     const params = await readLoginParams(req, query);
-    if (params === null) return sendError(res, new ApiError(400, 'Parameter verification failed.\n', { errors: { password: 'unable to parse the request body' } }));
+    if (params === null) {
+      const errors = { password: 'unable to parse the request body' };
+      return sendError(res, new ApiError(400, 'Parameter verification failed.\n', { errors }));
+    }
     const missing = (['username', 'password'] as const).filter((k) => params.get(k) === null);
     if (missing.length > 0) {
       const errors = Object.fromEntries(missing.map((k) => [k, 'property is missing and it is not optional']));
@@ -438,7 +449,8 @@ function sendError(res: ServerResponse, err: ApiError): void {
   const headers: OutgoingHttpHeaders = { ...commonHeaders(), Connection: 'close' };
   const reason = reasonPhrase(err.message, err.status);
   if (err.details.emptyBody === true) {
-    res.writeHead(err.status, reason, headers);
+    // PVE sends no Content-Length and closes; an explicit 0 says the same without chunking.
+    res.writeHead(err.status, reason, { ...headers, 'Content-Length': 0 });
     res.end();
     return;
   }

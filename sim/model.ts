@@ -202,13 +202,6 @@ export function viewGuestCurrent(body: ApiBody, type: GuestType, state: LiveStat
   return { ...body, data: withGuestStatus(body.data, 'current', state, type) };
 }
 
-/** The status a guest has right now (run-time override, else the stored one). */
-export function currentGuestStatus(entry: JsonObject, state: LiveState): Json | undefined {
-  const vmid = entry.vmid;
-  const override = typeof vmid === 'number' ? state.guestStatus.get(vmid) : undefined;
-  return override ?? entry.status;
-}
-
 function withGuestStatus(entry: JsonObject, kind: GuestEntryKind, state: LiveState, type?: GuestType): JsonObject {
   const wanted = typeof entry.vmid === 'number' ? state.guestStatus.get(entry.vmid) : undefined;
   if (wanted === undefined || entry.status === wanted || entry.status === 'unknown') return entry;

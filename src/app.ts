@@ -30,6 +30,7 @@ function readTlsFile(flag: string, path: string): Buffer {
 
 export async function startApp(opts: Options, config: LoadedConfig, log: Logger): Promise<App> {
   const self = new SelfMetrics({ apiMetrics: opts.collectors['pve-api-metrics'], targetMetrics: opts.collectors['target-metrics'] });
+  self.initModules(config.modules.keys());
   const clients = new ClientCache({
     concurrency: opts.concurrency,
     onApiCall: self.apiDuration

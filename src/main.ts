@@ -42,6 +42,7 @@ async function main(): Promise<void> {
       const next = loadConfig(opts.configFile, process.env);
       for (const w of next.warnings) log.warn(w);
       app.state.config = next;
+      app.state.self.initModules(next.modules.keys());
       log.info({ modules: [...next.modules.keys()] }, 'configuration reloaded');
     } catch (err) {
       log.error({ error: err instanceof Error ? err.message : String(err) }, 'configuration reload failed; keeping the old one');

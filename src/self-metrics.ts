@@ -42,6 +42,11 @@ export class SelfMetrics {
   readonly apiDuration?: Histogram<'module' | 'endpoint' | 'status'>;
   readonly targetDuration?: Histogram<'module' | 'target'>;
 
+  /** Series at 0 for every configured module, so dashboards show 0 rather than no data. */
+  initModules(modules: Iterable<string>): void {
+    for (const module of modules) this.requestErrors.inc({ module }, 0);
+  }
+
   constructor(opts: SelfMetricsOptions) {
     const r = this.registry;
     const f = SELF_FAMILIES;

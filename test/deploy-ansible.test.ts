@@ -375,3 +375,21 @@ test('the render playbook refuses to run without a scratch root', (t) => {
   assert.notEqual(r.status, 0);
   assert.match(out(r), /set pve_exporter_root_prefix to a scratch directory/);
 });
+
+test('the Prometheus configuration in the role README passes promtool check config', (t) => {
+  if (!requireTool(t, 'promtool', 'apt-get install prometheus')) return;
+  const readme = readFileSync(path.join(ROLE_DIR, 'README.md'), 'utf8');
+  const section = readme.split('## Matching Prometheus configuration')[1];
+  assert.ok(section, 'README section "Matching Prometheus configuration" missing');
+  const block = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+  assert.ok(block, 'no yaml block in that section');
+  const file = path.join(scratch, 'prometheus.yml');
+  writeFileSync(file, block);
+  const r = spawnSync('promtool', ['check', 'config', file], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  // Every job that scrapes /pve names a module the examples define.
+  const config = parseYaml(block) as { scrape_configs: { job_name: string; metrics_path?: string; params?: Record<string, string[]> }[] };
+  const pveJobs = config.scrape_configs.filter((j) => j.metrics_path === '/pve');
+  assert.ok(pveJobs.length >= 2);
+  for (const job of pveJobs) assert.deepEqual(job.params?.module, ['cluster-a'], job.job_name);
+});

@@ -347,7 +347,7 @@ function runHealthcheck(port: number): { status: number | null; out: string } {
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
-test('as an unprivileged user from a read-only directory, the bundle serves /-/healthy, /pve and /metrics; the HEALTHCHECK passes; SIGTERM stops it cleanly', async () => {
+test('as an unprivileged user from a read-only directory, the bundle serves /-/healthy, /pve and /metrics; the HEALTHCHECK passes; SIGTERM stops it cleanly', { timeout: 90_000 }, async () => {
   const port = await getFreePort();
   const child = runImage([...cmd(), `--web.listen-address=127.0.0.1:${port}`]);
   const { out, exit } = collect(child);
@@ -388,7 +388,7 @@ test('as an unprivileged user from a read-only directory, the bundle serves /-/h
   assert.notEqual(down.status, 0, 'healthcheck passed with nothing listening');
 });
 
-test('the HEALTHCHECK fails when /-/healthy answers an error status', async () => {
+test('the HEALTHCHECK fails when /-/healthy answers an error status', { timeout: 30_000 }, async () => {
   const server = createServer((_req, res) => {
     res.writeHead(503, { 'content-type': 'text/plain' });
     res.end('not healthy');
@@ -407,7 +407,7 @@ test('the HEALTHCHECK fails when /-/healthy answers an error status', async () =
   }
 });
 
-test('arguments after the image name are exporter flags: --help and --version work as the unprivileged user', async () => {
+test('arguments after the image name are exporter flags: --help and --version work as the unprivileged user', { timeout: 60_000 }, async () => {
   const help = runImage(['--help']);
   const h = collect(help);
   const helpExit = await h.exit;
@@ -422,7 +422,7 @@ test('arguments after the image name are exporter flags: --help and --version wo
   assert.ok(v.out().includes(PKG.version), `--version printed ${v.out()}`);
 });
 
-test('with a missing config file the bundle exits non-zero with the path in the message', async () => {
+test('with a missing config file the bundle exits non-zero with the path in the message', { timeout: 30_000 }, async () => {
   const child = runImage(['--config.file=/etc/prometheus/missing.yml', '--web.listen-address=127.0.0.1:0']);
   const c = collect(child);
   const { code } = await c.exit;
@@ -430,7 +430,7 @@ test('with a missing config file the bundle exits non-zero with the path in the 
   assert.match(c.out(), /missing\.yml/);
 });
 
-test('the exporter opens no file for writing and creates, renames or deletes nothing (read-only root)', async (t) => {
+test('the exporter opens no file for writing and creates, renames or deletes nothing (read-only root)', { timeout: 120_000 }, async (t) => {
   if (!requireTool(t, 'strace', 'apt-get install strace')) return;
   const probe = spawnSync('strace', ['-qq', '-e', 'trace=none', 'true'], { encoding: 'utf8' });
   if (probe.status !== 0) {
@@ -452,8 +452,16 @@ test('the exporter opens no file for writing and creates, renames or deletes not
   assert.equal(scrape.status, 200);
   await scrape.text();
   await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  child.kill('SIGTERM');
-  await c.exit;
+  // Stop the traced exporter itself (a signal to strace would only detach it); strace then exits.
+  const tracee = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/)[0]);
+  assert.ok(tracee > 0, 'traced exporter not found');
+  process.kill(tracee, 'SIGTERM');
+  const stopped = await Promise.race([c.exit, new Promise<null>((resolve) => setTimeout(() => resolve(null), 15_000))]);
+  if (stopped === null) {
+    process.kill(tracee, 'SIGKILL');
+    child.kill('SIGKILL');
+    assert.fail(`the traced exporter did not stop on SIGTERM:\n${c.out()}`);
+  }
   const trace = readFileSync(traceFile, 'utf8').split('\n').filter((l) => l.trim() !== '');
   assert.ok(trace.some((l) => l.includes(configFile)), 'the trace does not show the config being read; is strace working?');
   const writes = trace.filter(

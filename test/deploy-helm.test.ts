@@ -244,6 +244,8 @@ test('ServiceMonitor and Probe objects: prober is the exporter Service, module a
   }
   assert.deepEqual(sm.spec.namespaceSelector, { matchNames: [NS] });
   assert.deepEqual(sm.spec.endpoints, [{ port: 'http', path: '/metrics', interval: '30s', scrapeTimeout: '10s' }]);
+  // job="pve-exporter", as the alert rules in deploy/prometheus expect, via the Service label.
+  assert.equal(svc.metadata.labels![sm.spec.jobLabel], 'pve-exporter');
 
   // collectors: {config: false} becomes the exporter flag.
   assert.deepEqual(only(objects, 'Deployment').spec.template.spec.containers[0].args, [
@@ -252,13 +254,22 @@ test('ServiceMonitor and Probe objects: prober is the exporter Service, module a
   ]);
 
   const probes = objects.filter((o) => o.kind === 'Probe');
-  const expected = values.probes.targets as { name: string; module: string; hosts: string[]; cluster?: boolean; node?: boolean; labels?: Record<string, string> }[];
+  const expected = values.probes.targets as {
+    name: string;
+    jobName?: string;
+    module: string;
+    hosts: string[];
+    cluster?: boolean;
+    node?: boolean;
+    labels?: Record<string, string>;
+  }[];
+  assert.deepEqual(expected.map((e) => e.jobName), ['pve-cluster', 'pve-node', undefined]);
   assert.equal(probes.length, expected.length);
   for (const target of expected) {
     const p = only(objects, 'Probe', `${RELEASE}-pve-exporter-${target.name}`);
     assert.equal(p.apiVersion, 'monitoring.coreos.com/v1');
     assert.equal(p.metadata.labels!.release, 'kube-prometheus-stack');
-    assert.equal(p.spec.jobName, 'pve');
+    assert.equal(p.spec.jobName, target.jobName ?? 'pve');
     assert.deepEqual(p.spec.prober, { url: `${svc.metadata.name}.${NS}.svc:9221`, scheme: 'http', path: '/pve' });
     assert.equal(p.spec.module, target.module);
     assert.ok(Object.keys(values.config).includes(p.spec.module), 'module exists in pve.yml');
@@ -316,6 +327,7 @@ test('hypervisors: headless Service, Endpoints with DNS host names, node_exporte
     'hypervisor ServiceMonitor would also select the exporter Service',
   );
   assert.equal(sm.spec.endpoints[0].port, 'node-exporter');
+  assert.equal(headless.metadata.labels![sm.spec.jobLabel], 'node', 'node_exporter series get job="node"');
   assert.ok(
     sm.spec.endpoints[0].relabelings.some(
       (r: { sourceLabels: string[]; targetLabel: string }) =>

@@ -318,6 +318,7 @@ describe('HTTP interface', () => {
     await get(`${exp.url}/pve?target=127.0.0.1&module=second`);
     const res = await get(`${exp.url}/metrics`);
     assert.match(res.body, /pve_collection_duration_seconds_count\{module="second"\} 1/);
+    assert.match(res.body, /pve_request_errors_total\{module="default"\} 0/);
     assert.match(res.body, /# TYPE pve_collection_duration_seconds summary/);
     assert.match(res.body, /pve_exporter_build_info\{version="[^"]+",nodejs="v\d+/);
     assert.match(res.body, /process_resident_memory_bytes/);

@@ -86,6 +86,8 @@ function call(sim: Simulator, apiPath: string, opts: CallOptions = {}): Promise<
         timeout: opts.timeoutMs,
       },
       (res) => {
+        // Read now: a keep-alive agent takes the socket back once the body has ended.
+        const fingerprint = (res.socket as TLSSocket | null)?.getPeerCertificate().fingerprint256;
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
@@ -96,7 +98,7 @@ function call(sim: Simulator, apiPath: string, opts: CallOptions = {}): Promise<
             headers: res.headers,
             raw,
             text: raw.toString('utf8'),
-            fingerprint: (res.socket as TLSSocket).getPeerCertificate().fingerprint256,
+            fingerprint,
           });
         });
         res.on('error', reject);
@@ -269,7 +271,8 @@ describe('authentication', () => {
     assert.equal(unknown.reason, "no such token 'nope' for user 'monitoring@pve'");
     const otherUser = await call(sim(), '/version', { headers: { Authorization: `PVEAPIToken=root@pam!exporter=${c.tokenValue}` } });
     assert.equal(otherUser.reason, "no such token 'exporter' for user 'root@pam'");
-    const wrongSecret = await call(sim(), '/version', { headers: { Authorization: `PVEAPIToken=${c.user}!${c.tokenName}=00000000-0000-0000-0000-000000000000` } });
+    const wrongValue = `PVEAPIToken=${c.user}!${c.tokenName}=00000000-0000-0000-0000-000000000000`;
+    const wrongSecret = await call(sim(), '/version', { headers: { Authorization: wrongValue } });
     assert.equal(wrongSecret.status, 401);
     assert.equal(wrongSecret.reason, 'invalid token value!');
     assert.equal(wrongSecret.text, '');
@@ -326,7 +329,11 @@ describe('authentication', () => {
   });
 
   test('login without a password: 400 Parameter verification failed', async () => {
-    const reply = await call(sim(), '/access/ticket', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'username=monitoring%40pve' });
+    const reply = await call(sim(), '/access/ticket', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: 'username=monitoring%40pve',
+    });
     assert.equal(reply.status, 400);
     assert.deepEqual(JSON.parse(reply.text), {
       data: null,
@@ -587,7 +594,7 @@ describe('generated cluster 8 x 250', () => {
   const spec = { nodes: 8, guestsPerNode: 250 };
   const sim = useSimulator({ generated: spec });
 
-  test('resources: nodes, half qemu half lxc from vmid 100, stopped, templates, tags, HA, locks, storages, pools', async () => {
+  test('resources: nodes, half qemu half lxc from vmid 100, stopped, templates, tags, HA, locks, storages, pools', async (t) => {
     const start = performance.now();
     const all = await getEntries(sim(), '/cluster/resources');
     const guests = all.filter((e) => e.type === 'qemu' || e.type === 'lxc');
@@ -617,7 +624,7 @@ describe('generated cluster 8 x 250', () => {
     // Speed is a benchmark matter (bench/); only report it here.
     const warm = performance.now();
     await getEntries(sim(), '/cluster/resources');
-    process.stdout.write(`# 8x250 /cluster/resources: first ${(warm - start).toFixed(1)} ms, cached ${elapsedSince(warm).toFixed(1)} ms\n`);
+    t.diagnostic(`8x250 /cluster/resources: first ${(warm - start).toFixed(1)} ms, cached ${elapsedSince(warm).toFixed(1)} ms`);
   });
 
   test('cluster status, node lists and status/current agree with the resources', async () => {
@@ -753,7 +760,8 @@ describe('latency', () => {
     assert.ok(elapsedSince(start) >= 395);
     start = performance.now();
     await Promise.all(Array.from({ length: 6 }, () => getData(sim(), '/cluster/status')));
-    assert.ok(elapsedSince(start) < 500, 'concurrent calls wait in parallel (timers, not busy waits)');
+    // One after the other they would need >= 600 ms.
+    assert.ok(elapsedSince(start) < 550, 'concurrent calls wait in parallel (timers, not busy waits)');
   });
 });
 

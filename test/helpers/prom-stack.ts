@@ -100,7 +100,7 @@ export async function startPrometheus(dir: string, configYaml: string): Promise<
   mkdirSync(dataDir, { recursive: true });
   const port = await getFreePort();
   const child = startChild(
-    '/usr/bin/prometheus',
+    'prometheus',
     [
       `--config.file=${configFile}`,
       `--storage.tsdb.path=${dataDir}`,

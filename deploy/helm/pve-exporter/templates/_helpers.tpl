@@ -1,0 +1,108 @@
+{{/*
+Chart name, truncated to 63 characters (DNS label limit).
+*/}}
+{{- define "pve-exporter.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name. Kept at 50 characters so that suffixes such as "-hypervisors" and
+"-<probe name>" still fit in 63.
+*/}}
+{{- define "pve-exporter.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "pve-exporter.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "pve-exporter.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "pve-exporter.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "pve-exporter.labels" -}}
+helm.sh/chart: {{ include "pve-exporter.chart" . }}
+{{ include "pve-exporter.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Name of the Secret holding pve.yml, and the key inside it.
+*/}}
+{{- define "pve-exporter.secretName" -}}
+{{- if .Values.existingSecret }}
+{{- .Values.existingSecret }}
+{{- else }}
+{{- include "pve-exporter.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{- define "pve-exporter.secretKey" -}}
+{{- if .Values.existingSecret }}
+{{- .Values.existingSecretKey }}
+{{- else -}}
+pve.yml
+{{- end }}
+{{- end }}
+
+{{/*
+The rendered pve.yml. Fails early with a message saying what to set.
+*/}}
+{{- define "pve-exporter.pveYml" -}}
+{{- if and .Values.existingSecret .Values.config }}
+{{- fail "pve-exporter: set either `config` or `existingSecret`, not both" }}
+{{- end }}
+{{- if not (or .Values.existingSecret .Values.config) }}
+{{- fail "pve-exporter: no PVE credentials: set `config` (the pve.yml modules) or `existingSecret` (a Secret with key pve.yml)" }}
+{{- end }}
+{{- toYaml .Values.config }}
+{{- end }}
+
+{{- define "pve-exporter.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Exporter arguments: config file, collector switches, extra flags.
+*/}}
+{{- define "pve-exporter.args" -}}
+- --config.file=/etc/prometheus/pve.yml
+{{- range $name, $on := .Values.collectors }}
+{{- if $on }}
+- --collector.{{ $name }}
+{{- else }}
+- --no-collector.{{ $name }}
+{{- end }}
+{{- end }}
+{{- range .Values.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "pve-exporter.proberUrl" -}}
+{{- if .Values.probes.proberUrl }}
+{{- .Values.probes.proberUrl }}
+{{- else }}
+{{- printf "%s.%s.svc:%d" (include "pve-exporter.fullname" .) .Release.Namespace (int .Values.service.port) }}
+{{- end }}
+{{- end }}
+
+{{- define "pve-exporter.hypervisorsName" -}}
+{{- printf "%s-hypervisors" (include "pve-exporter.fullname" .) }}
+{{- end }}
