@@ -181,7 +181,8 @@ test('Containerfile: HEALTHCHECK runs node (no curl/wget/shell); ENTRYPOINT/CMD 
   assert.equal(hc.argv[2]!.split('http://127.0.0.1:9221/-/healthy').length, 2, 'healthcheck URL');
 
   const ep = entrypoint();
-  assert.equal(ep.length, 2, 'ENTRYPOINT is node + bundle; everything after the image name becomes flags');
+  assert.equal(ep.length, 3, 'ENTRYPOINT is node + V8 flag + bundle; everything after the image name becomes flags');
+  assert.equal(ep[1], '--max-semi-space-size=4', 'the V8 young-generation size every launcher passes (src/main.ts)');
   assert.equal(ep[0], hc.argv[0], 'ENTRYPOINT and HEALTHCHECK use the same node binary');
   assert.deepEqual(cmd(), ['--config.file=/etc/prometheus/pve.yml']);
 });
@@ -317,9 +318,9 @@ function imageEnv(): NodeJS.ProcessEnv {
 
 /** ENTRYPOINT + args, with the image paths mapped to the scratch root and node to this node. */
 function imageArgv(args: string[]): string[] {
-  const [, script] = entrypoint();
+  const [, v8flag, script] = entrypoint();
   assert.equal(script, '/opt/pve-exporter/pve-exporter.mjs');
-  return [bundle, ...args.map((a) => a.replace('/etc/prometheus/pve.yml', configFile))];
+  return [v8flag!, bundle, ...args.map((a) => a.replace('/etc/prometheus/pve.yml', configFile))];
 }
 
 function runImage(args: string[], wrapper: string[] = []): ChildProcess {

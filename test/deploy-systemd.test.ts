@@ -51,7 +51,7 @@ const scratch = mkdtempSync(path.join(tmpdir(), 'pve-exporter-systemd-'));
 test.after(() => rmSync(scratch, { recursive: true, force: true }));
 
 test('the unit runs the bundle with the documented command line', () => {
-  assert.equal(one('ExecStart'), '/usr/bin/node /opt/pve-exporter/pve-exporter.mjs --config.file=/etc/prometheus/pve.yml');
+  assert.equal(one('ExecStart'), '/usr/bin/node --max-semi-space-size=4 /opt/pve-exporter/pve-exporter.mjs --config.file=/etc/prometheus/pve.yml');
   assert.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID');
   assert.equal(one('Type'), 'simple');
   assert.equal(one('Restart'), 'on-failure');
@@ -153,11 +153,12 @@ test('ExecStart starts the exporter; ExecReload (SIGHUP) makes it re-read pve.ym
   writeFileSync(config, module('default'), { mode: 0o640 });
 
   // ExecStart's words, with the install paths mapped into the scratch directory.
-  const [node, script, ...flags] = one('ExecStart').split(' ');
+  const [node, v8flag, script, ...flags] = one('ExecStart').split(' ');
   assert.equal(node, '/usr/bin/node');
+  assert.equal(v8flag, '--max-semi-space-size=4');
   assert.equal(script, '/opt/pve-exporter/pve-exporter.mjs');
   const port = await getFreePort();
-  const args = [bundle, ...flags.map((f) => f.replace('/etc/prometheus/pve.yml', config)), `--web.listen-address=127.0.0.1:${port}`];
+  const args = [v8flag!, bundle, ...flags.map((f) => f.replace('/etc/prometheus/pve.yml', config)), `--web.listen-address=127.0.0.1:${port}`];
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH };
   for (const e of service.get('Environment') ?? []) {
     const [k, v] = e.split('=', 2);
