@@ -12,6 +12,7 @@ import { parse as parseYaml } from 'yaml';
 import { loadConfig } from '../src/config.ts';
 import { getFreePort, waitForHttp } from './helpers/net.ts';
 import { requireTool } from './helpers/tools.ts';
+import { parseUnit } from './helpers/unit-file.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ANSIBLE_DIR = path.join(ROOT, 'deploy/ansible');
@@ -71,28 +72,6 @@ function render(vars: Record<string, unknown>, root?: string): RenderResult {
     pveYml: path.join(home, '.config', app, 'pve.yml'),
     quadlet: path.join(home, '.config/containers/systemd', `${app}.container`),
   };
-}
-
-/** systemd unit file -> section -> key -> values (keys may repeat). Comments and blanks dropped. */
-function parseUnit(text: string): Map<string, Map<string, string[]>> {
-  const sections = new Map<string, Map<string, string[]>>();
-  let current: Map<string, string[]> | undefined;
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
-    const header = /^\[(.+)\]$/.exec(line);
-    if (header) {
-      current = new Map();
-      sections.set(header[1]!, current);
-      continue;
-    }
-    const eq = line.indexOf('=');
-    assert.ok(current && eq > 0, `unit line outside a section or without "=": ${line}`);
-    const key = line.slice(0, eq).trim();
-    const value = line.slice(eq + 1).trim();
-    current.set(key, [...(current.get(key) ?? []), value]);
-  }
-  return sections;
 }
 
 function unitAsObject(text: string): Record<string, Record<string, string[]>> {

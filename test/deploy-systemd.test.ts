@@ -12,32 +12,12 @@ import { startSimulator } from '../sim/index.ts';
 import type { Simulator } from '../sim/types.ts';
 import { getFreePort, waitForHttp } from './helpers/net.ts';
 import { requireTool } from './helpers/tools.ts';
+import { parseUnit } from './helpers/unit-file.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const UNIT_PATH = path.join(ROOT, 'deploy/systemd/pve-exporter.service');
 const UNIT_TEXT = readFileSync(UNIT_PATH, 'utf8');
 const HINT = 'apt-get install systemd';
-
-/** section -> key -> values, in file order (comments dropped). */
-function parseUnit(text: string): Map<string, Map<string, string[]>> {
-  const sections = new Map<string, Map<string, string[]>>();
-  let current: Map<string, string[]> | undefined;
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
-    const h = /^\[(.+)\]$/.exec(line);
-    if (h) {
-      current = new Map();
-      sections.set(h[1]!, current);
-      continue;
-    }
-    const i = line.indexOf('=');
-    assert.ok(current && i > 0, `bad unit line: ${line}`);
-    const key = line.slice(0, i);
-    current.set(key, [...(current.get(key) ?? []), line.slice(i + 1)]);
-  }
-  return sections;
-}
 
 const unit = parseUnit(UNIT_TEXT);
 const service = unit.get('Service')!;
