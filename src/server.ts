@@ -101,11 +101,16 @@ async function stream(req: IncomingMessage, res: ServerResponse, contentType: st
     res.setHeader('Vary', 'Accept-Encoding');
     // Level 1: a 3.6 MB exposition (2,000 guests) still shrinks ~10x, at a fraction of the CPU.
     const gz = createGzip({ level: 1 });
+    gz.on('error', () => res.destroy());
     gz.pipe(res);
     out = gz;
   }
   for (const chunk of chunks) {
-    if (res.destroyed) return; // the scraper went away
+    if (res.destroyed) {
+      // The scraper went away: stop encoding and release the compressor.
+      if (out !== res) out.destroy();
+      return;
+    }
     if (!out.write(chunk)) await firstOf(out, 'drain', res, 'close');
   }
   out.end();

@@ -104,6 +104,20 @@ describe('guest config cache with TTL 0 and the concurrency cap', () => {
     assert.equal(callsTo(sim, /\/config$/), 80);
     assert.ok(sim.stats().connections <= 3, `${sim.stats().connections} connections`);
   });
+
+  test('a scraper that hangs up mid-body does not disturb the next scrape', async () => {
+    for (const encoding of ['gzip', 'identity']) {
+      const abort = new AbortController();
+      const res = await fetch(`${exp.url}/pve?target=127.0.0.1`, { headers: { 'accept-encoding': encoding }, signal: abort.signal });
+      const reader = res.body!.getReader();
+      await reader.read(); // first chunk only
+      abort.abort();
+      await reader.read().catch(() => undefined);
+      const next = await get(`${exp.url}/pve?target=127.0.0.1`);
+      assert.equal(next.status, 200);
+      assert.match(next.body, /^pve_exporter_collector_success\{collector="resources"\} 1$/m);
+    }
+  });
 });
 
 describe('password auth: one ticket, renewed on 401', () => {
