@@ -6,6 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { exporterConfig } from '../sim/exporter-config.ts';
 import { startSimulator } from '../sim/index.ts';
 import { getFreePort, waitForHttp } from '../test/helpers/net.ts';
 
@@ -30,10 +31,7 @@ const sim = await startSimulator({
 });
 const dir = mkdtempSync(path.join(tmpdir(), 'pve-exporter-bench-'));
 const configFile = path.join(dir, 'pve.yml');
-writeFileSync(
-  configFile,
-  `default:\n  user: ${sim.credentials.user}\n  token_name: ${sim.credentials.tokenName}\n  token_value: ${sim.credentials.tokenValue}\n  port: ${sim.port}\n  fingerprint: "${sim.fingerprint}"\n`,
-);
+writeFileSync(configFile, exporterConfig(sim));
 const port = await getFreePort();
 const main = new URL('../dist/main.js', import.meta.url).pathname;
 const exporter = spawn(process.execPath, ['--max-semi-space-size=4', main, '--config.file', configFile, '--web.listen-address', `127.0.0.1:${port}`, '--log.level', 'warn'], {

@@ -4,6 +4,7 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { exporterConfig } from '../sim/exporter-config.ts';
 import { startSimulator } from '../sim/index.ts';
 import type { ScenarioName } from '../sim/types.ts';
 import { startApp } from '../src/app.ts';
@@ -29,14 +30,7 @@ const dir = mkdtempSync(path.join(tmpdir(), 'pve-exporter-demo-'));
 const configFile = path.join(dir, 'pve.yml');
 writeFileSync(
   configFile,
-  `# written by npm run demo: the simulator's test credentials, certificate pinned by fingerprint
-default:
-  user: ${sim.credentials.user}
-  token_name: ${sim.credentials.tokenName}
-  token_value: ${sim.credentials.tokenValue}
-  port: ${sim.port}
-  fingerprint: "${sim.fingerprint}"
-`,
+  `# written by npm run demo: the simulator's test credentials, certificate pinned by fingerprint\n${exporterConfig(sim)}`,
   { mode: 0o600 },
 );
 const log = createLogger('info');

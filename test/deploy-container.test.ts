@@ -10,6 +10,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { exporterConfig } from '../sim/exporter-config.ts';
 import { startSimulator } from '../sim/index.ts';
 import type { Simulator } from '../sim/types.ts';
 import { getFreePort, waitForHttp } from './helpers/net.ts';
@@ -282,19 +283,7 @@ test.before(async () => {
 
   sim = await startSimulator({ scenario: 'default' });
   mkdirSync(path.dirname(configFile), { recursive: true });
-  writeFileSync(
-    configFile,
-    [
-      'default:',
-      `  user: ${JSON.stringify(sim.credentials.user)}`,
-      `  token_name: ${JSON.stringify(sim.credentials.tokenName)}`,
-      `  token_value: ${JSON.stringify(sim.credentials.tokenValue)}`,
-      `  port: ${sim.port}`,
-      `  fingerprint: ${JSON.stringify(sim.fingerprint)}`,
-      '',
-    ].join('\n'),
-    { mode: 0o400 },
-  );
+  writeFileSync(configFile, exporterConfig(sim), { mode: 0o400 });
   if (isRoot) chownSync(configFile, 65534, 65534);
   chmodSync(path.dirname(configFile), 0o555);
 });

@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { exporterConfig } from '../sim/exporter-config.ts';
 import { startSimulator } from '../sim/index.ts';
 import type { Simulator } from '../sim/types.ts';
 import { getFreePort, waitForHttp } from './helpers/net.ts';
@@ -118,16 +119,7 @@ test('ExecStart starts the exporter; ExecReload (SIGHUP) makes it re-read pve.ym
   assert.equal(b.status, 0, `npm run bundle:\n${b.stdout}${b.stderr}`);
 
   sim = await startSimulator({ scenario: 'default' });
-  const module = (name: string): string =>
-    [
-      `${name}:`,
-      `  user: ${JSON.stringify(sim!.credentials.user)}`,
-      `  token_name: ${JSON.stringify(sim!.credentials.tokenName)}`,
-      `  token_value: ${JSON.stringify(sim!.credentials.tokenValue)}`,
-      `  port: ${sim!.port}`,
-      `  fingerprint: ${JSON.stringify(sim!.fingerprint)}`,
-      '',
-    ].join('\n');
+  const module = (name: string): string => exporterConfig(sim!, name);
   const config = path.join(scratch, 'etc/prometheus/pve.yml');
   mkdirSync(path.dirname(config), { recursive: true });
   writeFileSync(config, module('default'), { mode: 0o640 });

@@ -73,7 +73,7 @@ export function buildResources(resources: ClusterResource[]): MetricFamily[] {
   for (const r of resources) {
     for (const [key, fam] of values) {
       const v = r[key];
-      if (v !== undefined) fam.add1(r.id, typeof v === 'number' ? v : numberValue(v));
+      if (v !== undefined) fam.add1(r.id, numberValue(v));
     }
     if (r.type === 'qemu' || r.type === 'lxc') {
       addOneHot(ha, r.id, GUEST_HA_STATES, r.hastate);

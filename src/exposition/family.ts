@@ -25,10 +25,6 @@ export class MetricFamily {
 
   constructor(readonly spec: FamilySpec) {}
 
-  get size(): number {
-    return this.values.length;
-  }
-
   add(labelValues: readonly string[], value: number): this {
     if (labelValues.length !== this.spec.labels.length) {
       throw new Error(`metric ${this.spec.name}: ${labelValues.length} label values for ${this.spec.labels.length} labels`);

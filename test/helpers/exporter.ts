@@ -6,6 +6,7 @@ import { startApp, type App } from '../../src/app.ts';
 import { parseCli } from '../../src/cli.ts';
 import { parseConfigText } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
+import { exporterConfig } from '../../sim/exporter-config.ts';
 import type { Simulator } from '../../sim/types.ts';
 
 export interface RunningExporter {
@@ -24,25 +25,12 @@ export async function startExporter(configYaml: string, args: string[] = []): Pr
   return { app, url: app.url, logs, close: () => app.close() };
 }
 
-/** A module for the simulator: token auth, certificate pinned by fingerprint. */
-export function simModule(sim: Simulator, name = 'default', extra: Record<string, unknown> = {}): string {
-  const m: Record<string, unknown> = {
-    user: sim.credentials.user,
-    token_name: sim.credentials.tokenName,
-    token_value: sim.credentials.tokenValue,
-    port: sim.port,
-    fingerprint: sim.fingerprint,
-    ...extra,
-  };
-  const lines = Object.entries(m)
-    .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`);
-  return `${name}:\n${lines.join('\n')}\n`;
-}
+/** pve.yml text of a module for the simulator: token auth, certificate pinned by fingerprint. */
+export const simModule = exporterConfig;
 
 /** A module for the simulator with password (ticket) auth. */
 export function simPasswordModule(sim: Simulator, name = 'default', extra: Record<string, unknown> = {}): string {
-  return simModule(sim, name, { token_name: undefined, token_value: undefined, password: sim.credentials.password, ...extra });
+  return exporterConfig(sim, name, { token_name: undefined, token_value: undefined, password: sim.credentials.password, ...extra });
 }
 
 export function tempFile(name: string, content: string): string {

@@ -8,6 +8,7 @@ import YAML from 'yaml';
 import type { Simulator } from '../../sim/types.ts';
 import { getFreePort, waitForHttp } from './net.ts';
 import { promDir, repoRoot, ruleFiles } from './prom-expressions.ts';
+import { exporterModule } from '../../sim/exporter-config.ts';
 
 /** The Accept header Prometheus 2.x sends on every scrape (it prefers OpenMetrics). */
 export const PROMETHEUS_ACCEPT =
@@ -53,14 +54,8 @@ function startChild(cmd: string, args: string[], cwd: string): Child {
 }
 
 /** One exporter module per simulator, as the exporter's pve.yml expects it. */
-export function moduleFor(sim: Simulator): Record<string, string | number> {
-  return {
-    user: sim.credentials.user,
-    token_name: sim.credentials.tokenName,
-    token_value: sim.credentials.tokenValue,
-    port: sim.port,
-    fingerprint: sim.fingerprint,
-  };
+export function moduleFor(sim: Simulator): Record<string, unknown> {
+  return exporterModule(sim);
 }
 
 export interface Exporter extends Child {
@@ -69,7 +64,7 @@ export interface Exporter extends Child {
   url: string;
 }
 
-export async function startExporter(dir: string, modules: Record<string, Record<string, string | number>>): Promise<Exporter> {
+export async function startExporter(dir: string, modules: Record<string, Record<string, unknown>>): Promise<Exporter> {
   const configFile = path.join(dir, 'pve.yml');
   writeFileSync(configFile, YAML.stringify(modules), { mode: 0o600 });
   const port = await getFreePort();
