@@ -3,7 +3,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, loadConfigFile, loadConfigFromEnv, parseConfigText } from '../src/config.ts';
+
+const SIM_CA = fileURLToPath(new URL('../sim/tls/ca.pem', import.meta.url));
 
 const GOOD = `default:
   user: monitoring@pve
@@ -45,7 +48,12 @@ test('a valid pve.yml gives modules with defaults applied', () => {
   assert.equal(c.verifySsl, true);
   assert.equal(c.port, 443);
   assert.equal(c.timeout, 12.5);
-  assert.deepEqual(cfg.warnings, []);
+  assert.deepEqual(d.fingerprints, []);
+  assert.equal(d.targets, undefined);
+  // Without targets: one warning per module, saying the risk and the fix.
+  assert.equal(cfg.warnings.length, 2);
+  assert.match(cfg.warnings[0], /module "default".*no "targets:" allow-list.*any host a caller names.*targets: \[/);
+  assert.match(cfg.warnings[1], /module "cluster2".*no "targets:"/);
 });
 
 test('missing file names the file', () => {
@@ -78,14 +86,14 @@ test('unknown keys are rejected with module, key and line', () => {
 });
 
 test('proxmoxer options without meaning are accepted with a warning', () => {
-  const cfg = parseConfigText('default:\n  user: a@pve\n  password: x\n  backend: https\n  service: PVE\n', 'pve.yml');
+  const cfg = parseConfigText('default:\n  user: a@pve\n  password: x\n  backend: https\n  service: PVE\n  targets: [pve1]\n', 'pve.yml');
   assert.equal(cfg.warnings.length, 2);
   assert.match(cfg.warnings[0], /module "default", key "backend".*ignored/);
   assert.match(cfg.warnings[1], /key "service"/);
 });
 
 test('wrong types name the key', () => {
-  expectError('default:\n  user: a@pve\n  password: x\n  verify_ssl: "nope"\n', 'key "verify_ssl"', 'true or false');
+  expectError('default:\n  user: a@pve\n  password: x\n  verify_ssl: 42\n', 'key "verify_ssl"', 'true, false, or the path of a CA bundle');
   expectError('default:\n  user: a@pve\n  password: x\n  port: 70000\n', 'key "port"', '1..65535');
   expectError('default:\n  user: a@pve\n  password: x\n  timeout: -1\n', 'key "timeout"', 'greater than 0');
   expectError('default:\n  user: a@pve\n  password: 1234\n', 'key "password"', 'string');
@@ -99,13 +107,11 @@ test('duplicate keys are a YAML error', () => {
 });
 
 test('fingerprint is normalised and ca_file is read', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'pvecfg-'));
-  const ca = path.join(dir, 'ca.pem');
-  writeFileSync(ca, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+  const ca = SIM_CA;
   const fp = 'ab'.repeat(32);
   const cfg = parseConfigText(`default:\n  user: a@pve\n  password: x\n  fingerprint: "${fp}"\n  ca_file: ${ca}\n`, 'pve.yml');
   const m = cfg.modules.get('default')!;
-  assert.equal(m.fingerprint, Array(32).fill('AB').join(':'));
+  assert.deepEqual(m.fingerprints, [Array(32).fill('AB').join(':')]);
   assert.match(m.ca ?? '', /BEGIN CERTIFICATE/);
 });
 
