@@ -98,6 +98,7 @@ function ipv6Bytes(address: string): number[] {
 
 function parseEntry(entry: string): Rule {
   const s = entry.trim();
+  if (s.includes('://')) throw new HostPortError('expected a host name, address or CIDR with an optional :port, not a URL');
   // CIDR: "10.0.0.0/24", "10.0.0.0/24:8006", "fd00::/64", "[fd00::/64]:8006".
   const bracketCidr = /^\[([^\]/]+)\/([^\]]*)\](?::(.*))?$/.exec(s);
   if (bracketCidr) {
