@@ -73,6 +73,9 @@ const KEY_HINTS: Record<string, string> = {
   pass: 'use password',
 };
 
+const FINGERPRINT_TYPE = 'must be a SHA-256 fingerprint or a non-empty list of them (quote each)';
+const TARGETS_TYPE = 'must be a list of strings: host names, *.wildcards, addresses, CIDRs (quote entries in brackets)';
+
 const moduleSchema = v.strictObject({
   user: v.pipe(v.string('must be a string'), v.nonEmpty('must not be empty')),
   password: v.optional(v.pipe(v.string('must be a string (quote it if it looks like a number)'), v.nonEmpty('must not be empty'))),
@@ -91,13 +94,16 @@ const moduleSchema = v.strictObject({
   ca_file: v.optional(v.pipe(v.string('must be a path'), v.nonEmpty('must not be empty'))),
   fingerprint: v.optional(
     v.union(
-      [v.string(), v.pipe(v.array(v.string()), v.minLength(1))],
-      'must be a SHA-256 fingerprint or a non-empty list of them (quote each)',
+      [
+        v.string(),
+        v.pipe(v.array(v.string(FINGERPRINT_TYPE), FINGERPRINT_TYPE), v.minLength(1, `${FINGERPRINT_TYPE}, or remove the key`)),
+      ],
+      FINGERPRINT_TYPE,
     ),
   ),
   server_name: v.optional(v.string('must be a host name')),
   targets: v.optional(
-    v.pipe(v.array(v.string(), 'must be a list of strings (quote IPv6 entries in brackets)'), v.minLength(1, 'must list at least one host')),
+    v.pipe(v.array(v.string(TARGETS_TYPE), TARGETS_TYPE), v.minLength(1, 'must list at least one host (without the key, any target is allowed)')),
     // Without this key any target is allowed; an explicit empty list would refuse everything.
   ),
 });
@@ -288,7 +294,7 @@ export function parseConfigText(text: string, source: string): LoadedConfig {
   });
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
-    const pos = e.linePos?.[0];
+    const pos = e.linePos?.[0] ?? lines.linePos(e.pos[0]);
     throw new ConfigError(`config ${source}${pos ? `:${pos.line}:${pos.col}` : ''}: invalid YAML: ${e.message.split('\n')[0]}`);
   }
   const data: unknown = doc.toJS();
