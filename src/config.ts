@@ -199,7 +199,8 @@ function finishModule(name: string, m: RawModule, loc: Located, warnings: string
     warnings.push(
       `${loc.where(name)}: no "targets:" allow-list, so the module's credentials are sent to any host a caller names ` +
         'in ?target= (anyone who can reach the exporter can make it hand them to a host of theirs); ' +
-        'list the PVE nodes the module may reach, e.g. targets: ["pve1.example.com", "*.pve.example.com", "10.0.0.0/24"]',
+        'list the PVE nodes the module may reach, e.g. targets: ["pve1.example.com", "*.pve.example.com", "10.0.0.0/24"] ' +
+        '(PVE_TARGETS=pve1.example.com,10.0.0.0/24 in the environment)',
     );
   }
   return {
