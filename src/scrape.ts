@@ -105,10 +105,12 @@ export class Scraper {
     if (session.configFetches > 0) this.self.guestConfigFetches.inc({ module: moduleName }, session.configFetches);
 
     const apiCalls = session.succeeded + session.failures.length;
+    // Nobody to answer: no failure to log or count, the target did nothing wrong.
+    if (deadline.cause === 'hangup') return { status: 500, families: [], error: 'the scraper hung up', outcomes, apiCalls };
     const fatal = collectors.length > 0 && session.succeeded === 0 ? noDataReason(session, deadline) : undefined;
     if (fatal !== undefined) {
       this.self.requestErrors.inc({ module: moduleName });
-      if (deadline.cause !== 'hangup') this.failures.failed(`${moduleName}|${target}|*`, { module: moduleName, target }, fatal);
+      this.failures.failed(`${moduleName}|${target}|*`, { module: moduleName, target }, fatal);
       return { status: 500, families: [], error: fatal, outcomes, apiCalls };
     }
     this.failures.succeeded(`${moduleName}|${target}|*`, { module: moduleName, target });
