@@ -178,16 +178,21 @@ describe('reload during a scrape (bug 3)', () => {
   });
 
   test('a changed module gets a new client; the old one finishes its scrape first', async () => {
+    const lease = exp.app.state.clients.acquire(exp.app.state.config.modules.get('default')!, { host: '127.0.0.1', port: sim.port });
+    const old = lease.client;
+    lease.release();
     const a = await scrapeInFlight();
     const changed = simPasswordModule(sim, 'default', { timeout: 7 });
     exp.app.state.config = parseConfigText(changed, 'changed.yml');
     assert.equal(a.settled(), false, 'the reload happened during the scrape');
+    assert.equal(old.closed, false, 'not closed under the scrape in flight');
     const b = get(`${exp.url}/pve?target=127.0.0.1`);
     const [ra, rb] = await Promise.all([a.done, b]);
     assert.equal(ra.status, 200, ra.body);
     allCollectorsSucceeded(ra.body);
     assert.equal(rb.status, 200, rb.body);
     allCollectorsSucceeded(rb.body);
+    assert.equal(old.closed, true, 'the old client closed once its scrape was done');
     assert.equal(sim.stats().logins, 2, 'the changed module logged in once');
     assert.equal(exp.app.state.clients.size, 1, 'the old client left the cache');
   });

@@ -283,6 +283,11 @@ export class PveClient {
     return this.users;
   }
 
+  /** True once the client has begun closing (retired and idle, or shut down). */
+  get closed(): boolean {
+    return this.closing !== undefined || this.pool.destroyed;
+  }
+
   /**
    * With nobody using the client and no login under way: a retired client closes; a client whose
    * requests were abandoned (deadline, hang-up) gets a fresh pool, so connections stuck in a
