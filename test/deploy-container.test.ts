@@ -1,7 +1,14 @@
-// The container image, as far as it can be checked without a container engine: the facts of
-// deploy/container/Containerfile, the build context filter, and the runtime stage reproduced on the
-// host: the bundle alone in a read-only directory, run as an unprivileged user with the image's
-// ENTRYPOINT/CMD, scraping the PVE simulator, and the image's HEALTHCHECK command run for real.
+// The container image, as far as it can be checked without a container engine:
+// - deploy/container/Containerfile: syntax (dockerfile-utils, on dockerfile-ast), the facts of each
+//   stage, the build context that .dockerignore lets through;
+// - the stages executed on the host (test.before): the context copied, each WORKDIR/COPY/RUN
+//   applied in a directory standing for the stage's root, so the build stage's own `npm ci` and
+//   `npm run bundle` make the bundle and the runtime stage's COPY puts it where ENTRYPOINT points;
+// - the runtime stage reproduced: that bundle alone in a read-only directory, run as an
+//   unprivileged user with the image's ENTRYPOINT/CMD, scraping the PVE simulator, and the image's
+//   HEALTHCHECK command run for real;
+// - scripts/build-image.sh (shellcheck, its command, its errors; a real build where an engine
+//   works) and the guides' steps for running a locally built image (Quadlet, Ansible, Helm).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -10,6 +17,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
 import { exporterConfig } from '../sim/exporter-config.ts';
 import { startSimulator } from '../sim/index.ts';
 import type { Simulator } from '../sim/types.ts';
@@ -580,4 +588,73 @@ test('build-image.sh builds a real image that runs --version and has the HEALTHC
   assert.equal(run.stdout.trim(), PKG.version, run.stderr);
   const inspect = spawnSync(engine, ['image', 'inspect', '--format', '{{json .Config.Healthcheck}}', `${LOCAL_IMAGE}:local`], { encoding: 'utf8' });
   assert.deepEqual((JSON.parse(inspect.stdout) as { Test: string[] }).Test, ['CMD', ...healthcheck().argv]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Running a locally built image: the guides' commands and variable names
+// ---------------------------------------------------------------------------------------------
+
+/** The fenced code blocks of a markdown section (heading to the next heading of its level). */
+function sectionCode(file: string, heading: string): string {
+  const text = readFileSync(path.join(ROOT, file), 'utf8');
+  const start = text.indexOf(`\n${heading}\n`);
+  assert.ok(start >= 0, `${file}: no section "${heading}"`);
+  const level = heading.split(' ')[0]!;
+  const rest = text.slice(start + heading.length + 2);
+  const end = rest.search(new RegExp(`^#{1,${level.length}} `, 'm'));
+  const body = end >= 0 ? rest.slice(0, end) : rest;
+  return [...body.matchAll(/```\w*\n([\s\S]*?)```/g)].map((m) => m[1]!).join('\n');
+}
+
+test('Quadlet guide: its sed turns the shipped unit into one for the locally built image, nothing else changed', () => {
+  const code = sectionCode('docs/deploy-quadlet.md', '## A locally built image');
+  // The sed command as written, with its continuation line, run on a copy of the unit.
+  const m = /^\$ sudo (sed -i [^\n]*\\\n\s*)(\S+pve-exporter\.container)$/m.exec(code);
+  assert.ok(m, `no "sudo sed -i ... pve-exporter.container" in:\n${code}`);
+  assert.equal(m[2], '/home/monitoring/.config/containers/systemd/pve-exporter.container');
+  const dir = mkdtempSync(path.join(tmpdir(), 'pve-exporter-quadlet-'));
+  try {
+    const copy = path.join(dir, 'pve-exporter.container');
+    writeFileSync(copy, readFileSync(QUADLET, 'utf8'));
+    const r = spawnSync('/bin/sh', ['-c', `${m[1]!}"$1"`, 'sh', copy], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const before = parseUnit(readFileSync(QUADLET, 'utf8'));
+    const after = parseUnit(readFileSync(copy, 'utf8'));
+    // The image build-image.sh tags, with auto-update from local storage.
+    const localTag = dryRunArgv(['--engine', 'podman']).flatMap((a, i, all) => (a === '-t' ? [all[i + 1]!] : [])).find((t) => t.endsWith(':local'));
+    assert.deepEqual(after.get('Container')?.get('Image'), [localTag]);
+    assert.deepEqual(after.get('Container')?.get('AutoUpdate'), ['local']);
+    for (const [section, keys] of before) {
+      for (const [key, values] of keys) {
+        if (section === 'Container' && (key === 'Image' || key === 'AutoUpdate')) continue;
+        assert.deepEqual(after.get(section)?.get(key), values, `${section}.${key} changed`);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // The image goes into the service user's storage, which is where Quadlet's podman looks.
+  assert.match(code, /^podman save localhost\/pve-exporter:local \| as_monitoring podman load\b/m);
+  assert.match(code, /^scripts\/build-image\.sh\b/m);
+});
+
+test('deploy.md: a locally built image from Ansible and Helm uses variables the role and the chart have', () => {
+  const text = readFileSync(path.join(ROOT, 'docs/deploy.md'), 'utf8');
+  const section = text.slice(text.indexOf('### Running an image you built'), text.indexOf('## Rootless Podman with Quadlet'));
+  assert.ok(section.length > 100, 'docs/deploy.md: no section "Running an image you built"');
+
+  const defaults = parseYaml(readFileSync(path.join(ROOT, 'deploy/ansible/roles/pve_exporter/defaults/main.yml'), 'utf8')) as Record<string, unknown>;
+  const roleVars = [...new Set([...section.matchAll(/\bpve_exporter_[a-z_]+/g)].map((m) => m[0]))];
+  assert.ok(roleVars.includes('pve_exporter_container_image'), 'the role\'s image variable is documented');
+  for (const v of roleVars) assert.ok(v in defaults, `docs/deploy.md names ${v}, which the role's defaults do not have`);
+  const template = readFileSync(path.join(ROOT, 'deploy/ansible/roles/pve_exporter/templates/pve-exporter.container.j2'), 'utf8');
+  assert.match(template, /^Image=\{\{ pve_exporter_container_image \}\}$/m);
+
+  const values = parseYaml(readFileSync(path.join(ROOT, 'deploy/helm/pve-exporter/values.yaml'), 'utf8')) as { image: Record<string, unknown> };
+  const chartKeys = [...new Set([...section.matchAll(/\bimage\.([a-zA-Z]+)\b/g)].map((m) => m[1]!))];
+  assert.deepEqual([...chartKeys].sort(), ['digest', 'pullPolicy', 'repository', 'tag']);
+  for (const k of chartKeys) assert.ok(k in values.image, `docs/deploy.md names image.${k}, which values.yaml does not have`);
+  // The --set lines for a local image match what build-image.sh tags.
+  assert.match(section, /--set image\.repository=localhost\/pve-exporter --set\s+image\.tag=local --set image\.pullPolicy=Never/);
+  assert.match(section, /`Image=localhost\/pve-exporter:local` with `AutoUpdate=local`/);
 });

@@ -320,3 +320,15 @@ test('npm package: what `npm publish` uploads has LICENSE, README and the bin, a
   }
   for (const f of files) assert.doesNotMatch(f, /^(src|test|sim|bench|deploy|\.github|\.ci)\//, `${f} would be published`);
 });
+
+test('docs/release.md matches the workflow: the tag, the secret, the pre-release rules', () => {
+  const doc = readFileSync(path.join(ROOT, 'docs/release.md'), 'utf8');
+  assert.match(doc, /Secret `NPM_TOKEN`/);
+  assert.ok(runs(release.jobs.npm!).includes('tag=next'), 'pre-releases go to the next dist-tag');
+  assert.match(doc, /npm under the `next` dist-tag/);
+  for (const arch of ['linux/amd64', 'linux/arm64']) assert.ok(doc.includes(arch), arch);
+  assert.match(doc, /^git tag v\d+\.\d+\.\d+$/m);
+  assert.match(doc, /npm run lint:workflows/);
+  const lint = spawnSync('npm', ['run', '--silent', 'lint:workflows'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  assert.equal(lint.status, 0, `${lint.stdout}${lint.stderr}`);
+});
