@@ -586,7 +586,10 @@ test('build-image.sh builds a real image that runs --version and has the HEALTHC
   assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
   const run = spawnSync(engine, ['run', '--rm', `${LOCAL_IMAGE}:${PKG.version}`, '--version'], { encoding: 'utf8' });
   assert.equal(run.stdout.trim(), PKG.version, run.stderr);
-  const inspect = spawnSync(engine, ['image', 'inspect', '--format', '{{json .Config.Healthcheck}}', `${LOCAL_IMAGE}:local`], { encoding: 'utf8' });
+  // Podman reports the health check at the top level of `image inspect`, Docker under Config.
+  const field = engine === 'podman' ? '{{json .Healthcheck}}' : '{{json .Config.Healthcheck}}';
+  const inspect = spawnSync(engine, ['image', 'inspect', '--format', field, `${LOCAL_IMAGE}:local`], { encoding: 'utf8' });
+  assert.equal(inspect.status, 0, inspect.stderr);
   assert.deepEqual((JSON.parse(inspect.stdout) as { Test: string[] }).Test, ['CMD', ...healthcheck().argv]);
 });
 
