@@ -12,7 +12,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -258,7 +258,8 @@ test.before(async () => {
 test.after(async () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   await sim?.close();
-  for (const dir of [path.dirname(appDir), appDir, path.dirname(configFile)]) chmodSync(dir, 0o755);
+  // Writable again so that rmSync can remove them (any of them may be missing if test.before failed).
+  for (const dir of [path.dirname(appDir), appDir, path.dirname(configFile)]) if (existsSync(dir)) chmodSync(dir, 0o755);
   rmSync(scratch, { recursive: true, force: true });
 });
 
