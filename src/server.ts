@@ -70,8 +70,8 @@ async function handlePve(state: AppState, req: IncomingMessage, res: ServerRespo
   const params = readParams(url.searchParams, ['target', 'module', 'cluster', 'node']);
   const module = pickModule(state, params);
   const target = parseTarget(params.get('target') ?? 'localhost', module.port);
-  const cluster = parseSwitch('cluster', params.get('cluster'));
-  const node = parseSwitch('node', params.get('node'));
+  const cluster = parseSwitch(params.get('cluster'));
+  const node = parseSwitch(params.get('node'));
   const result = await state.scraper.scrape({
     module,
     target,

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import semver from 'semver';
 import { COLLECTORS } from '../src/collectors/registry.ts';
 import { tempFile } from './helpers/exporter.ts';
 import { getFreePort, waitForHttp } from './helpers/net.ts';
@@ -108,4 +109,20 @@ test('PVE_USER selects environment config; proxmoxer keys warn; SIGHUP reloads t
     assert.match(stderr(), /reload failed; keeping the old one/);
     assert.match(await (await fetch(`${url}/`)).text(), /<code>other<\/code>/);
   });
+});
+
+test('package.json engines covers what every runtime dependency needs (bug 8)', () => {
+  // Every Node version the exporter's engines range admits must be admitted by each installed
+  // runtime dependency (undici 7 needs 20.18.1, lru-cache 11 skips Node 21).
+  const lock = JSON.parse(readFileSync(new URL('../package-lock.json', import.meta.url), 'utf8')) as {
+    packages: Record<string, { dev?: boolean; engines?: { node?: string } | string[] }>;
+  };
+  const own = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { engines: { node: string } }).engines.node;
+  const checked: string[] = [];
+  for (const [where, entry] of Object.entries(lock.packages)) {
+    if (where === '' || entry.dev || Array.isArray(entry.engines) || !entry.engines?.node) continue;
+    checked.push(where);
+    assert.ok(semver.subset(own, entry.engines.node), `engines.node "${own}" admits versions ${where} (node ${entry.engines.node}) does not`);
+  }
+  assert.ok(checked.includes('node_modules/undici'), 'undici checked');
 });
