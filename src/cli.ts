@@ -67,7 +67,9 @@ export function buildCommand(): Command {
     cmd.addOption(new Option(`--collector.${c.name}`, `enable the ${c.name} collector (${where}, default: ${state}): ${c.description}`).default(state).hideHelp(false));
     cmd.addOption(new Option(`--no-collector.${c.name}`, `disable the ${c.name} collector`));
   }
-  return cmd.allowExcessArguments(false).showHelpAfterError();
+  // A mistyped flag gets the error, commander's "did you mean" and a pointer to --help, not the
+  // whole help text (which scrolled the error out of sight).
+  return cmd.allowExcessArguments(false).showSuggestionAfterError(true).showHelpAfterError("see 'pve-exporter --help' for all flags");
 }
 
 export function parseCli(argv: readonly string[]): Options {

@@ -72,6 +72,19 @@ test('bad flags exit non-zero with a message', () => {
   assert.match(half.stderr, /go together/);
 });
 
+test('a mistyped flag gets the error and a suggestion, not the whole help (issue 7, part 5)', () => {
+  const r = run(['--web.listen-adress', '127.0.0.1:9221']);
+  assert.equal(r.status, 1);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines[0], "error: unknown option '--web.listen-adress'");
+  assert.equal(lines[1], '(Did you mean --web.listen-address?)');
+  assert.match(lines[2], /see 'pve-exporter --help'/);
+  assert.equal(lines.length, 3, r.stderr);
+  assert.ok(!r.stderr.includes('Usage:') && !r.stdout.includes('Usage:'), 'no help text after the error');
+  const collector = run(['--colector.status']);
+  assert.match(collector.stderr, /\(Did you mean --collector\.status\?\)/);
+});
+
 async function withServer(args: string[], env: NodeJS.ProcessEnv, fn: (url: string, child: ReturnType<typeof spawn>, stderr: () => string) => Promise<void>) {
   const port = await getFreePort();
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, '--web.listen-address', `127.0.0.1:${port}`, ...args], {
