@@ -10,6 +10,12 @@ export interface Options {
   listenAddress: string;
   keyFile?: string;
   certFile?: string;
+  /** --web.config.file: exporter-toolkit web config (TLS, client certificates, basic auth, headers). */
+  webConfigFile?: string;
+  /** POST /-/reload and /-/quit. */
+  enableLifecycle: boolean;
+  /** Validate the configuration files and exit. */
+  configCheck: boolean;
   collectors: Record<string, boolean>;
   /** Concurrent API requests (connections) per (module, target). */
   concurrency: number;
@@ -45,6 +51,14 @@ export function buildCommand(): Command {
     .addOption(new Option('--web.listen-address <[host]:port>', 'address to listen on ([::] is dual stack)').default('[::]:9221'))
     .addOption(new Option('--server.keyfile <path>', 'TLS private key: serve HTTPS (with --server.certfile)'))
     .addOption(new Option('--server.certfile <path>', 'TLS certificate chain: serve HTTPS (with --server.keyfile)'))
+    .addOption(
+      new Option(
+        '--web.config.file <path>',
+        'exporter-toolkit web config (as node_exporter and Prometheus read): TLS, client certificates, basic auth, headers; re-read on reload (docs/web-config.md)',
+      ),
+    )
+    .addOption(new Option('--web.enable-lifecycle', 'enable POST /-/reload and POST /-/quit (SIGHUP reloads either way)').default(false))
+    .addOption(new Option('--config.check', 'check --config.file (and --web.config.file) and exit: 0 with a one-line OK, 1 with the error').default(false))
     .addOption(
       new Option('--pve.concurrency <n>', 'concurrent API requests per (module, target); keeps PVE from being flooded')
         .default(8)
@@ -91,6 +105,9 @@ export function parseCli(argv: readonly string[]): Options {
     listenAddress: String(o['web.listenAddress']),
     keyFile: o['server.keyfile'] as string | undefined,
     certFile: o['server.certfile'] as string | undefined,
+    webConfigFile: o['web.config.file'] as string | undefined,
+    enableLifecycle: o['web.enableLifecycle'] === true,
+    configCheck: o['config.check'] === true,
     collectors,
     concurrency: o['pve.concurrency'] as number,
     configCacheTtl: o['pve.configCacheTtl'] as number,

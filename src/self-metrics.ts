@@ -20,6 +20,13 @@ export const SELF_FAMILIES = {
     'Guest config calls made to PVE (cache misses of the config collector)',
     ['module'],
   ),
+  configReloadSuccess: spec('pve_exporter_config_last_reload_successful', 'gauge', 'Whether the last configuration reload (SIGHUP or /-/reload) succeeded (1) or failed (0)', []),
+  configReloadTime: spec(
+    'pve_exporter_config_last_reload_success_timestamp_seconds',
+    'gauge',
+    'Unix time of the last successful configuration load (start or reload)',
+    [],
+  ),
   buildInfo: spec('pve_exporter_build_info', 'gauge', 'pve-exporter version and the Node.js runtime it runs on', ['version', 'nodejs']),
   apiDuration: spec('pve_scrape_api_duration_seconds', 'histogram', 'Duration of PVE API calls, by module, endpoint and HTTP status', ['module', 'endpoint', 'status']),
   targetDuration: spec('pve_scrape_target_duration_seconds', 'histogram', 'Duration of whole /pve scrapes, by module and target', ['module', 'target']),
@@ -39,12 +46,20 @@ export class SelfMetrics {
   readonly requestErrors: Counter<'module'>;
   readonly collectorFailures: Counter<'module' | 'collector'>;
   readonly guestConfigFetches: Counter<'module'>;
+  private readonly reloadSuccess: Gauge;
+  private readonly reloadTime: Gauge;
   readonly apiDuration?: Histogram<'module' | 'endpoint' | 'status'>;
   readonly targetDuration?: Histogram<'module' | 'target'>;
 
   /** Series at 0 for every configured module, so dashboards show 0 rather than no data. */
   initModules(modules: Iterable<string>): void {
     for (const module of modules) this.requestErrors.inc({ module }, 0);
+  }
+
+  /** Records a configuration load: at start and on every reload attempt. */
+  configLoaded(ok: boolean, now = Date.now()): void {
+    this.reloadSuccess.set(ok ? 1 : 0);
+    if (ok) this.reloadTime.set(now / 1000);
   }
 
   constructor(opts: SelfMetricsOptions) {
@@ -71,6 +86,8 @@ export class SelfMetrics {
       labelNames: ['module'],
       registers: [r],
     });
+    this.reloadSuccess = new Gauge({ name: f.configReloadSuccess.name, help: f.configReloadSuccess.help, registers: [r] });
+    this.reloadTime = new Gauge({ name: f.configReloadTime.name, help: f.configReloadTime.help, registers: [r] });
     new Gauge({ name: f.buildInfo.name, help: f.buildInfo.help, labelNames: ['version', 'nodejs'], registers: [r] }).set(
       { version: VERSION, nodejs: process.version },
       1,

@@ -17,7 +17,10 @@ import { deadlineSeconds, type Scraper } from './scrape.ts';
 import { buildSdGroups, type SdAddress } from './sd.ts';
 import type { SelfMetrics } from './self-metrics.ts';
 import { VERSION } from './version.ts';
+import type { BasicAuthVerifier } from './web/basic-auth.ts';
+import { LIFECYCLE_PATHS, lifecycleAnswer, type Lifecycle } from './web/lifecycle.ts';
 import { negotiateFormat, negotiateGzip } from './web/negotiate.ts';
+import type { WebConfig } from './web/web-config.ts';
 
 const gzipAsync = promisify(gzip);
 
@@ -30,6 +33,12 @@ export interface AppState {
   readonly log: Logger;
   readonly switches: CollectorSwitches;
   readonly defaultTimeout: number;
+  /** --web.config.file as last (re)loaded: basic auth users and extra headers. */
+  web?: WebConfig;
+  readonly auth: BasicAuthVerifier;
+  readonly lifecycle: Lifecycle;
+  /** One line for the landing page: TLS, client certificates, basic auth. */
+  security(): string;
 }
 
 class HttpError extends Error {
@@ -182,7 +191,11 @@ function landingPage(state: AppState): string {
 <li><a href="pve/sd?target=localhost&amp;module=${first}">pve/sd?target=localhost&amp;module=${escapeHtml(decodeURIComponent(first))}</a>: HTTP service discovery of the cluster's nodes</li>
 <li><a href="metrics">metrics</a>: the exporter's own metrics</li>
 <li><a href="-/healthy">-/healthy</a>, <a href="-/ready">-/ready</a></li>
+<li><code>POST /-/reload</code>, <code>POST /-/quit</code>: ${
+    state.lifecycle.enabled ? 'enabled (--web.enable-lifecycle)' : 'disabled (start with --web.enable-lifecycle to use them; SIGHUP reloads)'
+  }</li>
 </ul>
+<p>Access: ${escapeHtml(state.security())}</p>
 <h2>Modules (from ${escapeHtml(state.config.source)})</h2><ul>${moduleItems}</ul>
 <h2>Collectors</h2><table><tr><th>name</th><th>scope</th><th>state</th><th>what</th></tr>${collectorRows}</table>
 </body></html>
@@ -191,23 +204,45 @@ function landingPage(state: AppState): string {
 
 export function createRequestHandler(state: AppState): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    void route(state, req, res).catch(async (err: unknown) => {
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
-      if (err instanceof HttpError || err instanceof QueryError) {
-        const status = err instanceof HttpError ? err.status : 400;
-        await send(req, res, status, 'text/plain; charset=utf-8', `${err.message}\n`).catch(() => res.destroy());
-        return;
-      }
-      state.log.error({ err: err instanceof Error ? err.message : String(err), path: req.url?.split('?')[0] }, 'request failed');
-      await send(req, res, 500, 'text/plain; charset=utf-8', 'internal error\n').catch(() => res.destroy());
-    });
+    void authorised(state, req, res)
+      .then((ok) => (ok ? route(state, req, res) : undefined))
+      .catch(async (err: unknown) => {
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        if (err instanceof HttpError || err instanceof QueryError) {
+          const status = err instanceof HttpError ? err.status : 400;
+          await send(req, res, status, 'text/plain; charset=utf-8', `${err.message}\n`).catch(() => res.destroy());
+          return;
+        }
+        state.log.error({ err: err instanceof Error ? err.message : String(err), path: req.url?.split('?')[0] }, 'request failed');
+        await send(req, res, 500, 'text/plain; charset=utf-8', 'internal error\n').catch(() => res.destroy());
+      });
   };
 }
 
+/** Web config headers on every answer; basic auth when users are configured (401 otherwise). */
+async function authorised(state: AppState, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+  const web = state.web;
+  if (!web) return true;
+  for (const [name, value] of Object.entries(web.headers)) res.setHeader(name, value);
+  if (web.users.size === 0) return true;
+  if (await state.auth.check(web.users, req.headers.authorization)) return true;
+  res.setHeader('WWW-Authenticate', 'Basic');
+  await send(req, res, 401, 'text/plain; charset=utf-8', 'Unauthorized\n');
+  return false;
+}
+
 async function route(state: AppState, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const pathname = (req.url ?? '/').split('?')[0];
+  if (LIFECYCLE_PATHS.has(pathname)) {
+    const answer = lifecycleAnswer(state.lifecycle, req, pathname);
+    if (answer.allow) res.setHeader('Allow', answer.allow);
+    await send(req, res, answer.status, 'text/plain; charset=utf-8', answer.body);
+    answer.after?.();
+    return;
+  }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.setHeader('Allow', 'GET, HEAD');
     throw new HttpError(405, `method ${req.method} not allowed`);
