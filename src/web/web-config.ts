@@ -181,11 +181,11 @@ function parseTls(at: Located, e: Entry | undefined, dir: string, warnings: stri
     if (m.size > 0) warnings.push(`web config: tls_server_config has no certificate, key or client_auth_type: serving plain HTTP`);
     return undefined;
   }
-  const where = m.get('cert_file') ?? m.get('cert') ?? m.get('key_file') ?? m.get('key') ?? e;
-  const cert = pem(at, m, 'cert', 'cert_file', dir);
-  const key = pem(at, m, 'key', 'key_file', dir);
-  if (cert === undefined) throw at.error(where?.pair, 'tls_server_config', 'missing one of cert or cert_file');
-  if (key === undefined) throw at.error(where?.pair, 'tls_server_config', 'missing one of key or key_file');
+  const given = (k: string) => (str(at, m.get(k)) ?? '') !== '';
+  if (!given('cert') && !given('cert_file')) throw at.error(e?.pair, 'tls_server_config', 'missing one of cert or cert_file');
+  if (!given('key') && !given('key_file')) throw at.error(e?.pair, 'tls_server_config', 'missing one of key or key_file');
+  const cert = pem(at, m, 'cert', 'cert_file', dir)!;
+  const key = pem(at, m, 'key', 'key_file', dir)!;
   const clientCa = pem(at, m, 'client_ca', 'client_ca_file', dir);
 
   const authEntry = m.get('client_auth_type');
