@@ -26,7 +26,7 @@ export interface ExporterProcess {
   stop(): Promise<void>;
 }
 
-/** Starts src/main.ts on a free loopback port and waits for its "listening" log line. */
+/** Starts src/main.ts on a free loopback port and waits for its "listening" log line (log level info or lower). */
 export async function spawnExporter(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ExporterProcess> {
   const port = await getFreePort();
   const address = `127.0.0.1:${port}`;
