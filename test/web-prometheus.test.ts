@@ -5,11 +5,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import bcrypt from 'bcryptjs';
 import YAML from 'yaml';
 import { startSimulator } from '../sim/index.ts';
 import type { Simulator } from '../sim/types.ts';
@@ -19,7 +18,28 @@ import { hasTool } from './helpers/tools.ts';
 import { basic, makePki, request, spawnExporter, writeTemp, type ExporterProcess, type Pki } from './helpers/web.ts';
 
 const missing = !hasTool('prometheus') ? 'install prometheus: apt-get install prometheus' : !hasTool('openssl') ? 'install openssl: apt-get install openssl' : false;
-const PASSWORD = 'scrape-pass-7';
+/** The password docs/web-config.md's bcrypt hash is made from. */
+const PASSWORD = 'changeme';
+const DOC = readFileSync(new URL('../docs/web-config.md', import.meta.url), 'utf8');
+
+/** The ```yaml block of docs/web-config.md whose first line is `first`, with placeholders replaced. */
+function docBlock(first: string, replace: [string, string][]): string {
+  const block = [...DOC.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]).find((b) => b.startsWith(first + '\n'));
+  assert.ok(block, `docs/web-config.md has no yaml block starting with "${first}"`);
+  let text = block;
+  for (const [from, to] of replace) {
+    assert.ok(text.includes(from), `docs/web-config.md block "${first}": ${from} not found`);
+    text = text.split(from).join(to);
+  }
+  return text;
+}
+
+interface Job {
+  job_name: string;
+  tls_config?: Record<string, string>;
+  basic_auth?: Record<string, string>;
+  [k: string]: unknown;
+}
 
 describe('Prometheus scrapes the exporter over HTTPS with client certificate and basic auth', { skip: missing }, () => {
   let sim: Simulator;
@@ -34,15 +54,11 @@ describe('Prometheus scrapes the exporter over HTTPS with client certificate and
     pki = makePki();
     const webConfig = writeTemp(
       'web.yml',
-      YAML.stringify({
-        tls_server_config: {
-          cert_file: pki.serverCert,
-          key_file: pki.serverKey,
-          client_auth_type: 'RequireAndVerifyClientCert',
-          client_ca_file: pki.caCert,
-        },
-        basic_auth_users: { prometheus: bcrypt.hashSync(PASSWORD, 4) },
-      }),
+      docBlock('# pve-exporter web config', [
+        ['/etc/pve-exporter/tls/exporter.pem', pki.serverCert],
+        ['/etc/pve-exporter/tls/exporter.key', pki.serverKey],
+        ['/etc/pve-exporter/tls/scrapers-ca.pem', pki.caCert],
+      ]),
     );
     exp = await spawnExporter(['--config.file', writeTemp('pve.yml', simModule(sim)), '--web.config.file', webConfig]);
     // Records the Accept header of this Prometheus' scrapes.
@@ -54,23 +70,27 @@ describe('Prometheus scrapes the exporter over HTTPS with client certificate and
     await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
     const probePort = (probe.address() as AddressInfo).port;
 
-    const tls = { ca_file: pki.caCert, cert_file: pki.clientCert, key_file: pki.clientKey, server_name: 'exporter.test' };
-    const job = (name: string, extra: Record<string, unknown>) => ({
-      job_name: name,
-      scheme: 'https',
-      metrics_path: '/pve',
-      params: { target: ['127.0.0.1'], module: ['default'] },
-      static_configs: [{ targets: [exp.address] }],
-      ...extra,
-    });
+    const documented = YAML.parse(
+      docBlock('# Prometheus scrape config', [
+        ['/etc/prometheus/tls/exporter-ca.pem', pki.caCert],
+        ['/etc/prometheus/tls/prometheus.pem', pki.clientCert],
+        ['/etc/prometheus/tls/prometheus.key', pki.clientKey],
+        ['/etc/prometheus/pve-exporter.password', writeTemp('password', PASSWORD)],
+        ['pve-exporter.example.com:9221', exp.address],
+        // The name in the test certificate; the address scraped stays 127.0.0.1.
+        ['pve-exporter.example.com', 'exporter.test'],
+        ['pve1.example.com', '127.0.0.1'],
+      ]),
+    ) as { scrape_configs: Job[] };
+    const authed: Job = { ...documented.scrape_configs[0], job_name: 'pve-authed' };
+    const noCert: Job = structuredClone({ ...authed, job_name: 'pve-no-client-cert' });
+    delete noCert.tls_config!.cert_file;
+    delete noCert.tls_config!.key_file;
+    const noAuth: Job = structuredClone({ ...authed, job_name: 'pve-no-basic-auth' });
+    delete noAuth.basic_auth;
     const config = {
       global: { scrape_interval: '1s', scrape_timeout: '1s' },
-      scrape_configs: [
-        job('pve-authed', { tls_config: tls, basic_auth: { username: 'prometheus', password: PASSWORD } }),
-        job('pve-no-client-cert', { tls_config: { ca_file: pki.caCert, server_name: 'exporter.test' }, basic_auth: { username: 'prometheus', password: PASSWORD } }),
-        job('pve-no-basic-auth', { tls_config: tls }),
-        { job_name: 'accept-probe', static_configs: [{ targets: [`127.0.0.1:${probePort}`] }] },
-      ],
+      scrape_configs: [authed, noCert, noAuth, { job_name: 'accept-probe', static_configs: [{ targets: [`127.0.0.1:${probePort}`] }] }],
     };
     prom = await startPrometheus(mkdtempSync(path.join(tmpdir(), 'pve-exporter-prom-web-')), YAML.stringify(config));
   });
