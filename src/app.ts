@@ -69,6 +69,7 @@ export async function startApp(opts: Options, config: LoadedConfig, log: Logger,
     lifecycle,
     security: () => describeSecurity(setup),
   };
+  state.auth.prepare(setup.web?.users ?? new Map());
   const readConfig = hooks.loadConfig ?? (() => loadConfig(opts.configFile, process.env));
 
   // In-flight scrapes keep the module object they picked at their start (state.config is
@@ -84,6 +85,7 @@ export async function startApp(opts: Options, config: LoadedConfig, log: Logger,
       for (const w of [...next.warnings, ...(nextSetup.web?.warnings ?? [])]) log.warn(w);
       state.config = next;
       state.web = nextSetup.web;
+      state.auth.prepare(nextSetup.web?.users ?? new Map());
       setup = nextSetup;
       self.initModules(next.modules.keys());
       self.configLoaded(true);

@@ -22,7 +22,14 @@ function readFlagFile(flag: string, path: string): string {
 type WebOptions = Pick<Options, 'webConfigFile' | 'keyFile' | 'certFile'>;
 
 export function loadWebSetup(opts: WebOptions): WebSetup {
-  const web = opts.webConfigFile ? loadWebConfig(opts.webConfigFile) : undefined;
+  const setup = tlsSetup(opts, opts.webConfigFile ? loadWebConfig(opts.webConfigFile) : undefined);
+  if (!setup.tls && (setup.web?.users.size ?? 0) > 0) {
+    setup.web!.warnings.push(`web config ${setup.web!.source}: basic_auth_users without TLS: passwords cross the network in clear text`);
+  }
+  return setup;
+}
+
+function tlsSetup(opts: WebOptions, web: WebConfig | undefined): WebSetup {
   const flags = Boolean(opts.keyFile && opts.certFile);
   if (flags && web?.tls) {
     throw new WebConfigError(

@@ -38,7 +38,8 @@ export interface WebConfig {
   readonly users: ReadonlyMap<string, string>;
   /** Added to every answer. */
   readonly headers: Readonly<Record<string, string>>;
-  readonly warnings: readonly string[];
+  /** Notes to log at (re)load. */
+  readonly warnings: string[];
 }
 
 const TOP_KEYS = ['tls_server_config', 'http_server_config', 'basic_auth_users', 'rate_limit'] as const;
