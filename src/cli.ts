@@ -77,8 +77,8 @@ export function buildCommand(): Command {
         'exporter-toolkit web config (as node_exporter and Prometheus read): TLS, client certificates, basic auth, headers; re-read on reload (docs/web-config.md)',
       ),
     )
-    .addOption(new Option('--web.enable-lifecycle', 'enable POST /-/reload and POST /-/quit (SIGHUP reloads either way)').default(false))
-    .addOption(new Option('--config.check', 'check --config.file (and --web.config.file) and exit: 0 with a one-line OK, 1 with the error').default(false))
+    .addOption(new Option('--web.enable-lifecycle', 'enable POST /-/reload and POST /-/quit (SIGHUP reloads either way)'))
+    .addOption(new Option('--config.check', 'check --config.file (and --web.config.file) and exit: 0 with a one-line OK, 1 with the error'))
     .addOption(
       new Option('--pve.concurrency <n>', 'concurrent API requests per (module, target); keeps PVE from being flooded')
         .default(8)

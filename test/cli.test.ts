@@ -37,6 +37,7 @@ test('--help lists every flag with its default', () => {
     assert.ok(help.includes(`default: "${def}"`) || help.includes(`default: ${def}`), `${flag} default ${def}`);
   }
   assert.ok(help.includes('--server.keyfile') && help.includes('--server.certfile'));
+  for (const flag of ['--web.config.file <path>', '--web.enable-lifecycle', '--config.check']) assert.ok(help.includes(flag), flag);
   for (const c of COLLECTORS) {
     assert.ok(help.includes(`--collector.${c.name} `), c.name);
     assert.ok(help.includes(`--no-collector.${c.name} `), c.name);
