@@ -8,7 +8,7 @@ import bcrypt from 'bcryptjs';
 import { startSimulator } from '../sim/index.ts';
 import type { Simulator } from '../sim/types.ts';
 import { loadWebSetup } from '../src/web/setup.ts';
-import { parseBasicAuth } from '../src/web/basic-auth.ts';
+import { BasicAuthVerifier, parseBasicAuth } from '../src/web/basic-auth.ts';
 import { parseWebConfigText, WebConfigError } from '../src/web/web-config.ts';
 import { simModule, startExporter, type RunningExporter } from './helpers/exporter.ts';
 import { basic, makePki, request, writeTemp, type Pki, type RequestOptions } from './helpers/web.ts';
@@ -80,6 +80,24 @@ describe('parsing: exporter-toolkit format, strictly', () => {
     assert.equal(c.clientAuthType, 'RequireAnyClientCert');
     // An empty tls_server_config means plain HTTP, as in exporter-toolkit.
     assert.equal(parseWebConfigText('tls_server_config: {}\nbasic_auth_users:\n', 'w.yml').tls, undefined);
+  });
+
+  test('basic auth verifier: an unknown user costs a bcrypt compare too; verified pairs are cached, wrong ones are not', async () => {
+    const users = new Map([['alice', bcrypt.hashSync('right', 4)]]);
+    const v = new BasicAuthVerifier();
+    assert.equal(await v.check(users, basic('mallory', 'x')), false);
+    assert.equal(v.compares, 1, 'decoy compare for an unknown name');
+    assert.equal(await v.check(users, basic('alice', 'wrong')), false);
+    assert.equal(await v.check(users, basic('alice', 'wrong')), false);
+    assert.equal(v.compares, 3, 'failures are not cached');
+    assert.equal(await v.check(users, basic('alice', 'right')), true);
+    assert.equal(await v.check(users, basic('alice', 'right')), true);
+    assert.equal(v.compares, 4, 'the second success comes from the cache');
+    // A changed hash (new password in a reloaded file) is a different cache entry.
+    const changed = new Map([['alice', bcrypt.hashSync('new', 4)]]);
+    assert.equal(await v.check(changed, basic('alice', 'right')), false);
+    assert.equal(await v.check(changed, basic('alice', 'new')), true);
+    assert.equal(await v.check(users, undefined), false);
   });
 
   test('Authorization header parsing', () => {

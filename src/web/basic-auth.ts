@@ -31,6 +31,8 @@ export class BasicAuthVerifier {
   /** Compares under way, so a burst of identical scrapes pays for one bcrypt run. */
   private readonly pending = new Map<string, Promise<boolean>>();
   private readonly decoys = new Map<number, Promise<string>>();
+  /** bcrypt compares run so far (the cache and the decoy are visible in it; tests read it). */
+  compares = 0;
 
   /** True when the header names a configured user with the right password. */
   async check(users: ReadonlyMap<string, string>, header: string | undefined): Promise<boolean> {
@@ -38,13 +40,16 @@ export class BasicAuthVerifier {
     if (!creds) return false;
     const hash = users.get(creds.user);
     if (hash === undefined) {
-      await bcrypt.compare(creds.password, await this.decoy(users));
+      const decoy = await this.decoy(users);
+      this.compares++;
+      await bcrypt.compare(creds.password, decoy);
       return false;
     }
     const id = createHmac('sha256', this.key).update(creds.user).update('\0').update(hash).update('\0').update(creds.password).digest('base64');
     if (this.verified.has(id)) return true;
     let run = this.pending.get(id);
     if (!run) {
+      this.compares++;
       run = bcrypt.compare(creds.password, hash).finally(() => this.pending.delete(id));
       this.pending.set(id, run);
     }
