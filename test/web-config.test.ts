@@ -74,7 +74,8 @@ describe('parsing: exporter-toolkit format, strictly', () => {
     assert.equal(c.minVersion, 'TLSv1.1');
     assert.equal(c.maxVersion, 'TLSv1.2');
     // TLS 1.3 suites stay Node's defaults (in Go cipher_suites only restricts TLS <= 1.2).
-    assert.equal(c.ciphers, 'TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305');
+    // TLS11 as minimum: OpenSSL 3 needs security level 0 for it.
+    assert.equal(c.ciphers, 'TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:@SECLEVEL=0');
     assert.equal(c.ecdhCurve, 'X25519:P-256');
     assert.equal(c.honorCipherOrder, false);
     assert.equal(c.clientAuthType, 'RequireAnyClientCert');
@@ -197,19 +198,25 @@ describe('the exporter over HTTPS with client certificates and basic auth', { sk
     }
   });
 
-  test('min_version TLS13 refuses a TLS 1.2 client', async () => {
-    const { exp } = await exporterWith(tlsBase() + '  min_version: TLS13\n');
-    assert.equal(await outcome(`${exp.url}/-/healthy`, trusted()), 200);
+  async function handshake(url: string, o: { maxVersion?: 'TLSv1' | 'TLSv1.2'; minVersion?: 'TLSv1' }): Promise<string> {
     const https = await import('node:https');
     const { readFileSync } = await import('node:fs');
-    const err = await new Promise<Error | undefined>((resolve) => {
-      const req = https.get(`${exp.url}/-/healthy`, { ca: readFileSync(pki.caCert), maxVersion: 'TLSv1.2', agent: false }, (res) => {
+    return new Promise<string>((resolve) => {
+      const req = https.get(url, { ca: readFileSync(pki.caCert), ...o, ciphers: 'DEFAULT@SECLEVEL=0', agent: false }, (res) => {
         res.resume();
-        resolve(undefined);
+        resolve(String((res.socket as import('node:tls').TLSSocket).getProtocol()));
       });
-      req.on('error', resolve);
+      req.on('error', () => resolve('refused'));
     });
-    assert.ok(err, 'a TLS 1.2-only client must be refused');
+  }
+
+  test('min_version/max_version: TLS13 refuses a TLS 1.2 client; TLS10 lets a TLS 1.0 client in', async () => {
+    const { exp } = await exporterWith(tlsBase() + '  min_version: TLS13\n');
+    assert.equal(await handshake(`${exp.url}/-/healthy`, {}), 'TLSv1.3');
+    assert.equal(await handshake(`${exp.url}/-/healthy`, { maxVersion: 'TLSv1.2' }), 'refused');
+    const legacy = (await exporterWith(tlsBase() + '  min_version: TLS10\n  max_version: TLS12\n')).exp;
+    assert.equal(await handshake(`${legacy.url}/-/healthy`, { minVersion: 'TLSv1', maxVersion: 'TLSv1' }), 'TLSv1');
+    assert.equal(await handshake(`${legacy.url}/-/healthy`, {}), 'TLSv1.2');
   });
 
   test('basic auth: 401 with WWW-Authenticate: Basic unless user and password match; headers on every answer', async () => {

@@ -4,6 +4,7 @@
 // can reuse the file they have and learns at start (or on --config.check) what does not carry over.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { DEFAULT_CIPHERS } from 'node:tls';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type Pair, type YAMLMap } from 'yaml';
 
 export class WebConfigError extends Error {
@@ -232,6 +233,13 @@ function parseTls(at: Located, e: Entry | undefined, dir: string, warnings: stri
       warnings.push(`web config: cipher_suites lists only TLS 1.3 suites, which (as in Go) do not restrict anything`);
       ciphers = undefined;
     }
+  }
+
+  if (minVersion === 'TLSv1' || minVersion === 'TLSv1.1') {
+    // OpenSSL 3 refuses TLS < 1.2 at its default security level; an operator asking for TLS10/11
+    // (legacy scrapers) gets it, with a note.
+    ciphers = `${ciphers ?? DEFAULT_CIPHERS}:@SECLEVEL=0`;
+    warnings.push(`web config: min_version ${minVersion === 'TLSv1' ? 'TLS10' : 'TLS11'} lowers OpenSSL's security level to 0 so that old TLS versions can connect`);
   }
 
   let ecdhCurve: string | undefined;
