@@ -198,11 +198,11 @@ describe('the exporter over HTTPS with client certificates and basic auth', { sk
     }
   });
 
-  async function handshake(url: string, o: { maxVersion?: 'TLSv1' | 'TLSv1.2'; minVersion?: 'TLSv1' }): Promise<string> {
+  async function handshake(url: string, o: { maxVersion?: 'TLSv1' | 'TLSv1.2'; minVersion?: 'TLSv1'; ciphers?: string; ecdhCurve?: string }): Promise<string> {
     const https = await import('node:https');
     const { readFileSync } = await import('node:fs');
     return new Promise<string>((resolve) => {
-      const req = https.get(url, { ca: readFileSync(pki.caCert), ...o, ciphers: 'DEFAULT@SECLEVEL=0', agent: false }, (res) => {
+      const req = https.get(url, { ca: readFileSync(pki.caCert), ciphers: 'DEFAULT@SECLEVEL=0', ...o, agent: false }, (res) => {
         res.resume();
         resolve(String((res.socket as import('node:tls').TLSSocket).getProtocol()));
       });
@@ -217,6 +217,18 @@ describe('the exporter over HTTPS with client certificates and basic auth', { sk
     const legacy = (await exporterWith(tlsBase() + '  min_version: TLS10\n  max_version: TLS12\n')).exp;
     assert.equal(await handshake(`${legacy.url}/-/healthy`, { minVersion: 'TLSv1', maxVersion: 'TLSv1' }), 'TLSv1');
     assert.equal(await handshake(`${legacy.url}/-/healthy`, {}), 'TLSv1.2');
+  });
+
+  test('cipher_suites and curve_preferences restrict what TLS 1.2 clients may use', async () => {
+    const { exp } = await exporterWith(
+      tlsBase() + '  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]\n  curve_preferences: [CurveP384]\n',
+    );
+    const url = `${exp.url}/-/healthy`;
+    // The client lists P-256 too: in TLS 1.2 its groups also have to admit the curve of the
+    // server's (P-256 ECDSA) certificate.
+    assert.equal(await handshake(url, { ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256', ecdhCurve: 'P-384:P-256' }), 'TLSv1.2');
+    assert.equal(await handshake(url, { ciphers: 'ECDHE-ECDSA-AES256-GCM-SHA384', ecdhCurve: 'P-384:P-256' }), 'refused', 'cipher not listed');
+    assert.equal(await handshake(url, { ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256', ecdhCurve: 'P-256' }), 'refused', 'curve not listed');
   });
 
   test('basic auth: 401 with WWW-Authenticate: Basic unless user and password match; headers on every answer', async () => {
