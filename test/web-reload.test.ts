@@ -23,8 +23,8 @@ describe('SIGHUP during a scrape (bug 3)', () => {
   let exp: ExporterProcess;
   let configFile: string;
   before(async () => {
-    // Every API call takes 1 s: a scrape spans several rounds of calls, so it is in flight for seconds.
-    sim = await startSimulator({ scenario: 'default', latencyMs: 1000 });
+    // Every API call takes 1.5 s: a scrape spans several rounds of calls, so it is in flight for seconds.
+    sim = await startSimulator({ scenario: 'default', latencyMs: 1500 });
     configFile = writeTemp('pve.yml', simModule(sim));
     exp = await spawnExporter(['--config.file', configFile, '--log.level', 'info']);
   });
@@ -37,7 +37,8 @@ describe('SIGHUP during a scrape (bug 3)', () => {
     const url = `http://${exp.address}/pve?target=127.0.0.1`;
     const headers = { 'x-prometheus-scrape-timeout-seconds': '30' };
     sim.resetStats();
-    const first = request(url, { headers });
+    let firstDone = false;
+    const first = request(url, { headers }).finally(() => (firstDone = true));
     // In flight: the first round of API calls has been answered, the next round is pending.
     for (let i = 0; i < 300 && sim.stats().calls.size === 0; i++) await new Promise((r) => setTimeout(r, 20));
     assert.ok(sim.stats().calls.size > 0, 'the scrape reached the simulator');
@@ -46,6 +47,7 @@ describe('SIGHUP during a scrape (bug 3)', () => {
     for (let i = 0; i < 250 && (exp.stderr().match(/configuration reloaded/g) ?? []).length === reloads; i++) await new Promise((r) => setTimeout(r, 20));
     assert.match(exp.stderr(), /configuration reloaded/);
     // A scrape that starts after the reload, while the first one is still running.
+    assert.equal(firstDone, false, 'the first scrape is still in flight after the reload');
     const second = request(url, { headers });
     const [a, b] = await Promise.all([first, second]);
     assert.equal(a.status, 200, `in-flight scrape: ${a.body.slice(0, 300)}`);
