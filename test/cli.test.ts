@@ -73,6 +73,13 @@ test('bad flags exit non-zero with a message', () => {
   assert.match(half.stderr, /go together/);
 });
 
+test('a bad --web.config.file stops the start with file, key and line', () => {
+  const web = tempFile('web.yml', 'tls_server_config:\n  cert_file: /nonexistent.pem\n  key_file: /nonexistent.key\n');
+  const r = run(['--config.file', tempFile('pve.yml', GOOD), '--web.listen-address', '127.0.0.1:0', '--web.config.file', web]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /cannot start: web config \S+web\.yml:2: key "tls_server_config\.cert_file": cannot read \/nonexistent\.pem: file not found/);
+});
+
 test('a mistyped flag gets the error and a suggestion, not the whole help (issue 7, part 5)', () => {
   const r = run(['--web.listen-adress', '127.0.0.1:9221']);
   assert.equal(r.status, 1);
