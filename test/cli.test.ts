@@ -105,8 +105,14 @@ async function withServer(args: string[], env: NodeJS.ProcessEnv, fn: (url: stri
     await waitForHttp(`http://127.0.0.1:${port}/-/healthy`);
     await fn(`http://127.0.0.1:${port}`, child, () => err);
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+    // An exporter that already exited (a crash, a signal) fires no 'exit' any more: waiting for it
+    // would leave the test pending until node:test cancels it, hiding the cause.
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    assert.ok(child.signalCode === null || child.signalCode === 'SIGTERM', `exporter died of ${child.signalCode}; stderr:\n${err}`);
   }
 }
 
