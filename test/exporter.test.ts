@@ -302,14 +302,16 @@ describe('HTTP interface', () => {
     await sim.close();
   });
 
-  test('unknown module, bad target and bad switches are 400 with a reason', async () => {
+  test('unknown module and bad target are 400 with a reason; cluster=no keeps the scope on, as the reference', async () => {
     const m = await get(`${exp.url}/pve?target=127.0.0.1&module=nope`);
     assert.equal(m.status, 400);
     assert.equal(m.body.trim(), "Module 'nope' not found in config");
     assert.equal((await get(`${exp.url}/pve?target=https://pve1:8006`)).status, 400);
-    const sw = await get(`${exp.url}/pve?target=127.0.0.1&cluster=maybe`);
-    assert.equal(sw.status, 400);
-    assert.match(sw.body, /cluster must be/);
+    // Bug 8: only false, 0 and empty switch a scope off; "no" leaves it on.
+    const sw = await get(`${exp.url}/pve?target=127.0.0.1&cluster=no&node=no`);
+    assert.equal(sw.status, 200);
+    assert.match(sw.body, /^pve_up\{/m);
+    assert.match(sw.body, /^pve_subscription_info\{/m);
     assert.equal((await get(`${exp.url}/pve?target=a&target=b`)).status, 400);
     assert.equal((await get(`${exp.url}/nope`)).status, 404);
   });
