@@ -1,7 +1,7 @@
 // The contract of the PVE API simulator (sim/index.ts). Tests, the demo and the benchmarks
 // depend only on this file; keep it stable.
 
-/** Scenarios built from ../shared/pve-api, matching the folders of ../shared/compat. */
+/** Scenarios built from reference/pve-api, matching the folders of reference/compat. */
 export type ScenarioName = 'default' | 'pve8' | 'degraded' | 'standalone';
 
 /** A generated cluster of any size, consistent across all endpoints. */
@@ -36,7 +36,7 @@ export interface FaultRule {
 }
 
 export interface SimOptions {
-  /** A scenario from ../shared (default "default"), or a generated cluster. */
+  /** A scenario of reference/compat (default "default"), or a generated cluster. */
   scenario?: ScenarioName;
   generated?: GeneratedCluster;
   /** Listen address (default 127.0.0.1; only loopback is allowed). Port 0 = ephemeral. */

@@ -1,5 +1,5 @@
 // Tests of the PVE API simulator (sim/), always over real HTTPS on 127.0.0.x, compared with the
-// reference data in ../shared/pve-api (read here independently of the simulator's own loader).
+// reference data in reference/pve-api (read here independently of the simulator's own loader).
 // Run: node --import tsx --test test/sim.test.ts
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -16,7 +16,7 @@ import { startSimulator } from '../sim/index.ts';
 import type { SimOptions, Simulator } from '../sim/types.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
-const REF_DIR = process.env.PVE_API_DIR ?? path.resolve(REPO_ROOT, '..', 'shared', 'pve-api');
+const REF_DIR = process.env.PVE_API_DIR ?? path.join(REPO_ROOT, 'reference', 'pve-api');
 
 type Entry = Record<string, unknown>;
 
@@ -451,7 +451,7 @@ describe('errors like PVE', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// Scenarios from ../shared
+// Scenarios from reference/
 // ---------------------------------------------------------------------------------------------
 
 describe('scenario default', () => {
