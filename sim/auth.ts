@@ -22,7 +22,7 @@ export type AuthResult =
   | { ok: false; reason: string };
 
 export class Authenticator {
-  private readonly key = randomBytes(32);
+  private key = randomBytes(32);
 
   constructor(
     private readonly credentials: SimCredentials,
@@ -53,6 +53,13 @@ export class Authenticator {
     if (match === null) return false;
     const [, stamp, signature] = match;
     return safeEqual(signature, this.sign(`${stamp}:${user}`)) && isFresh(parseInt(stamp, 16), nowSec, this.ticketLifetimeSec);
+  }
+
+  /** Ends every ticket and CSRF token issued so far: a new key makes their signatures wrong,
+   *  which is how a test gets "the ticket has expired" at an exact moment (a short lifetime
+   *  cannot give that: stamps are whole seconds, so a ticket of 1 s lives anywhere in 0..1 s). */
+  expireIssuedTickets(): void {
+    this.key = randomBytes(32);
   }
 
   /** Checks a login: the password, or a still-valid ticket of the same user (renewal). */

@@ -275,6 +275,7 @@ class SimulatorServer {
       clearFaults: () => this.faults.clear(),
       setGuestStatus: (vmid, status) => this.setGuestStatus(vmid, status),
       setNodeOffline: (node, offline) => this.setNodeOffline(node, offline),
+      expireTickets: () => this.auth.expireIssuedTickets(),
       close: () => this.close(),
     };
   }

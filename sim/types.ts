@@ -48,7 +48,11 @@ export interface SimOptions {
   configLatencyMs?: number;
   /** Nodes answering 595 for proxied calls (/nodes/<node>/...) and shown offline. */
   offlineNodes?: string[];
-  /** Ticket lifetime in seconds (PVE: 7200). */
+  /**
+   * Ticket lifetime in seconds (PVE: 7200). Tickets carry their issue time in whole seconds, as
+   * PVE's do, so a ticket lives between L-1 and L seconds: a test that needs a ticket to end at a
+   * known moment calls expireTickets() instead of waiting for a short lifetime.
+   */
   ticketLifetimeSec?: number;
   /** Delay of 401 answers in ms (PVE: ~3000; default 0 in tests). */
   authFailureDelayMs?: number;
@@ -100,5 +104,10 @@ export interface Simulator {
   /** Change a guest's state (running|stopped) everywhere it shows. */
   setGuestStatus(vmid: number, status: 'running' | 'stopped'): void;
   setNodeOffline(node: string, offline: boolean): void;
+  /**
+   * Every ticket and CSRF token issued so far stops working at once (401 "invalid PVE ticket",
+   * as for an expired ticket, and no renewal with it); logins with the password still work.
+   */
+  expireTickets(): void;
   close(): Promise<void>;
 }

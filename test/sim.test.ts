@@ -374,6 +374,27 @@ describe('authentication', () => {
     assert.equal(withToken.status, 501);
   });
 
+  test('expireTickets(): issued tickets and CSRF tokens stop working at once, the password still logs in', async () => {
+    const s = sim();
+    const { ticket, csrf } = await login(s);
+    const cookie = { Cookie: `PVEAuthCookie=${encodeURIComponent(ticket)}` };
+    assert.equal((await call(s, '/version', { headers: cookie })).status, 200);
+    s.expireTickets();
+    const refused = await call(s, '/version', { headers: cookie });
+    assert.equal(refused.status, 401);
+    assert.equal(refused.reason, 'permission denied - invalid PVE ticket');
+    const write = await call(s, '/nodes/pve1/apt/update', { method: 'POST', headers: { ...cookie, CSRFPreventionToken: csrf } });
+    assert.equal(write.status, 401);
+    const renew = await call(s, '/access/ticket', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ username: s.credentials.user, password: ticket }).toString(),
+    });
+    assert.equal(renew.status, 401, 'an expired ticket cannot renew itself');
+    const fresh = await login(s);
+    assert.equal((await call(s, '/version', { headers: { Cookie: `PVEAuthCookie=${encodeURIComponent(fresh.ticket)}` } })).status, 200);
+  });
+
   test('tickets expire after ticketLifetimeSec', async () => {
     const s = await startSimulator({ ticketLifetimeSec: 1 });
     try {
