@@ -116,7 +116,7 @@ function banner(sim: Simulator, app: App, what: string, configFile: string): str
     '',
     'Try:',
     `  open ${app.url}/  (landing page; its links work against this demo)`,
-    `  curl '${app.url}/pve?target=localhost&module=${MODULE}'`,
+    `  curl '${app.url}/pve?target=localhost&module=${MODULE}&cluster=1&node=1'`,
     `  curl '${app.url}/pve/sd?target=localhost&module=${MODULE}'  (one target per node)`,
     `  curl '${app.url}/pve?target=${sdAddress}&module=${MODULE}&cluster=0&node=1'  (node ${sdNode}, as SD lists it)`,
     `  curl '${app.url}/metrics'`,
