@@ -63,9 +63,9 @@ export class Authenticator {
   }
 
   /** Checks a login: the password, or a still-valid ticket of the same user (renewal). */
-  checkLogin(user: string, password: string): boolean {
+  checkLogin(user: string, password: string, nowSec = nowInSeconds()): boolean {
     if (user !== this.credentials.user) return false;
-    return safeEqual(password, this.credentials.password) || this.verifyTicket(password) === user;
+    return safeEqual(password, this.credentials.password) || this.verifyTicket(password, nowSec) === user;
   }
 
   /** Cookie first, then the Authorization header (token or cookie string), like PVE. */
