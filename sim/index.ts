@@ -271,11 +271,11 @@ class SimulatorServer {
       fingerprint: tls.fingerprint,
       stats: () => this.stats.snapshot(),
       resetStats: () => this.stats.reset(),
+      expireTickets: () => this.auth.expireIssuedTickets(),
       addFault: (rule) => this.faults.add(rule),
       clearFaults: () => this.faults.clear(),
       setGuestStatus: (vmid, status) => this.setGuestStatus(vmid, status),
       setNodeOffline: (node, offline) => this.setNodeOffline(node, offline),
-      expireTickets: () => this.auth.expireIssuedTickets(),
       close: () => this.close(),
     };
   }

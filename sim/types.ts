@@ -99,15 +99,15 @@ export interface Simulator {
   fingerprint: string;
   stats(): SimStats;
   resetStats(): void;
-  addFault(rule: FaultRule): void;
-  clearFaults(): void;
-  /** Change a guest's state (running|stopped) everywhere it shows. */
-  setGuestStatus(vmid: number, status: 'running' | 'stopped'): void;
-  setNodeOffline(node: string, offline: boolean): void;
   /**
    * Every ticket and CSRF token issued so far stops working at once (401 "invalid PVE ticket",
    * as for an expired ticket, and no renewal with it); logins with the password still work.
    */
   expireTickets(): void;
+  addFault(rule: FaultRule): void;
+  clearFaults(): void;
+  /** Change a guest's state (running|stopped) everywhere it shows. */
+  setGuestStatus(vmid: number, status: 'running' | 'stopped'): void;
+  setNodeOffline(node: string, offline: boolean): void;
   close(): Promise<void>;
 }
