@@ -1,0 +1,65 @@
+// Filesystem usage inside running VMs, from the QEMU guest agent (guest-get-fsinfo): the one
+// place PVE knows how full a VM's disks are (pve_disk_usage_bytes is always 0 for VMs). It costs
+// one call per running VM with the agent enabled, so the answers are cached per guest for the
+// collector's TTL, fetched under the client's concurrency cap with a short per-call timeout; a
+// guest whose agent does not answer shows as pve_guest_agent_up 0 and the collector still succeeds.
+import { MetricFamily, gauge } from '../exposition/family.ts';
+import type { GuestFsInfo } from '../pve/types.ts';
+import { numberValue, type ScrapeCollector } from './types.ts';
+
+/** What one guest's fsinfo call gave: the agent's answer, or the agent did not answer. */
+export type AgentFsOutcome =
+  | { readonly id: string; readonly up: true; readonly fsinfo: GuestFsInfo }
+  | { readonly id: string; readonly up: false; readonly reason: string };
+
+const AGENT_UP = gauge(
+  'pve_guest_agent_up',
+  'Whether the QEMU guest agent of a running VM with the agent enabled answered guest-get-fsinfo (1) or not (0).',
+  ['id'],
+);
+const FS_SIZE = gauge(
+  'pve_guest_filesystem_size_bytes',
+  'Size of a filesystem inside a VM as its guest agent reports it (used + available to non-root), bytes.',
+  ['id', 'mountpoint', 'type'],
+);
+const FS_USED = gauge('pve_guest_filesystem_used_bytes', 'Used bytes of a filesystem inside a VM as its guest agent reports it.', ['id', 'mountpoint', 'type']);
+
+export const GUEST_FILESYSTEM_FAMILIES = [AGENT_UP, FS_SIZE, FS_USED];
+
+/**
+ * One series per guest and mount point. Entries without byte counts (agents before 3.0, statvfs
+ * failed) are left out, and a mount point listed twice keeps its first entry (the agent lists
+ * the last mounted first, which is the one visible at that path).
+ */
+export function buildGuestFilesystems(outcomes: readonly AgentFsOutcome[]): MetricFamily[] {
+  const up = new MetricFamily(AGENT_UP);
+  const size = new MetricFamily(FS_SIZE);
+  const used = new MetricFamily(FS_USED);
+  const ordered = [...outcomes].sort((a, b) => a.id.localeCompare(b.id, 'en', { numeric: true }));
+  for (const o of ordered) {
+    up.add1(o.id, o.up ? 1 : 0);
+    if (!o.up) continue;
+    const seen = new Set<string>();
+    for (const fs of o.fsinfo.result ?? []) {
+      const total = fs['total-bytes'];
+      const usedBytes = fs['used-bytes'];
+      if (total === undefined || usedBytes === undefined) continue;
+      // Windows volumes without a drive letter have an empty mount point: their name stands in.
+      const mountpoint = fs.mountpoint || fs.name || '';
+      if (mountpoint === '' || seen.has(mountpoint)) continue;
+      seen.add(mountpoint);
+      const labels = [o.id, mountpoint, fs.type ?? ''];
+      size.add(labels, numberValue(total));
+      used.add(labels, numberValue(usedBytes));
+    }
+  }
+  return [up, size, used];
+}
+
+/** The agent option of a VM config: "1", "enabled=1,fstrim_cloned_disks=1", "0", or absent. */
+export function agentEnabled(agent: unknown): boolean {
+  if (agent === undefined || agent === null) return false;
+  if (typeof agent === 'number') return agent === 1;
+  const first = String(agent).split(',')[0].trim();
+  return first === '1' || first === 'enabled=1' || first === 'enabled=yes' || first === 'yes' || first === 'on' || first === 'enabled=on';
+}
