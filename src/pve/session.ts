@@ -48,6 +48,8 @@ export class PveSession {
   readonly failures: PveError[] = [];
   /** Guest config calls made (cache misses). */
   configFetches = 0;
+  /** Per cache name: how often an expired entry stood in for a failed refresh in this scrape. */
+  readonly staleServed = new Map<string, number>();
 
   constructor(
     private readonly client: PveClient,
@@ -63,9 +65,12 @@ export class PveSession {
    * One API call; `shape` checks what `data` holds. A call counts as a success only when the
    * answer is what PVE sends, so a web server that is not PVE never makes a scrape look good.
    */
-  private async call<T>(path: string, shape: (data: unknown, path: string) => T): Promise<T> {
+  private async call<T>(path: string, shape: (data: unknown, path: string) => T, query?: Record<string, string>): Promise<T> {
+    // An endpoint this PVE release lacks (501 recently) is not asked again every scrape.
+    const unsupported = this.client.knownUnsupported(path);
+    if (unsupported) throw unsupported;
     try {
-      const data = shape(await this.client.get<unknown>(path, this.ctx), path);
+      const data = shape(await this.client.get<unknown>(path, this.ctx, query), path);
       this.succeeded++;
       return data;
     } catch (err) {
@@ -83,6 +88,32 @@ export class PveSession {
       this.memo.set(key, p);
     }
     return p;
+  }
+
+  /**
+   * One API call through the client's TTL cache `cache` (a collector's name): a fresh entry is
+   * used as it is; otherwise the call is made and its answer kept. When the call fails, an
+   * expired entry still within its stale window stands in, counted in `staleServed`; answers
+   * that are definite (403 no permission, 501 no such endpoint, 401) are not papered over.
+   */
+  private cachedCall<T>(cache: string, path: string, shape: (data: unknown, path: string) => T, query?: Record<string, string>): Promise<T> {
+    const key = query ? `${path}?${new URLSearchParams(query).toString()}` : path;
+    return this.once(`cache:${cache}:${key}`, async () => {
+      const store = this.client.caches.get<T>(cache);
+      const fresh = store.fresh(key);
+      if (fresh !== undefined) return fresh;
+      try {
+        const value = await this.call(path, shape, query);
+        store.set(key, value);
+        return value;
+      } catch (err) {
+        const definite = err instanceof PveError && (err.kind === 'auth' || err.status === 403 || err.status === 501);
+        const stale = definite ? undefined : store.stale(key);
+        if (stale === undefined) throw err;
+        this.staleServed.set(cache, (this.staleServed.get(cache) ?? 0) + 1);
+        return stale;
+      }
+    });
   }
 
   clusterStatus(): Promise<ClusterStatusEntry[]> {
