@@ -6,8 +6,10 @@
 // of VM <vmid> (<hh:mm:ss>)" and "ERROR: Backup of VM <vmid> failed - <reason>". A finished
 // task's log never changes, so it is fetched once and kept by UPID.
 import { MetricFamily, gauge } from '../exposition/family.ts';
-import type { BackupJob, NodeTask } from '../pve/types.ts';
-import { labelValue, numberValue } from './types.ts';
+import { PveError } from '../pve/errors.ts';
+import type { PveSession } from '../pve/session.ts';
+import type { BackupJob, ClusterStatusNode, NodeTask } from '../pve/types.ts';
+import { PartialFailure, labelValue, numberValue, type ScrapeCollector } from './types.ts';
 
 /** A guest's result in one vzdump run. */
 export type GuestBackupResult = 'ok' | 'failed';
@@ -150,3 +152,67 @@ export function buildBackup(jobs: readonly BackupJob[], guests: ReadonlyMap<numb
   }
   return [info, enabled, next, success, run, failed];
 }
+
+async function collectBackups(s: PveSession): Promise<MetricFamily[]> {
+  const [jobs, status, resources] = await Promise.all([s.backupJobs(), s.clusterStatus(), s.resources()]);
+  // Offline nodes answer 595 for proxied calls; their guests' runs show once they are back.
+  const nodes = status.filter((e): e is ClusterStatusNode => e.type === 'node' && Number(e.online ?? 1) === 1).map((e) => e.name);
+  const guestIds = new Map<number, string>();
+  for (const r of resources) if ((r.type === 'qemu' || r.type === 'lxc') && typeof r.vmid === 'number') guestIds.set(r.vmid, r.id);
+  const failures: unknown[] = [];
+  const guests = new Map<number, GuestBackupState>();
+  const listed = new Set<string>();
+  let allListed = true;
+  await Promise.all(
+    nodes.map(async (node) => {
+      let tasks: NodeTask[];
+      try {
+        tasks = await s.vzdumpTasks(node);
+      } catch (err) {
+        failures.push(err);
+        allListed = false;
+        return;
+      }
+      const logs = new Map<string, ReadonlyMap<number, GuestBackupResult>>();
+      await Promise.all(
+        tasks.filter(needsLog).map(async (t) => {
+          listed.add(t.upid);
+          try {
+            logs.set(t.upid, await s.finishedTaskLog(t.node || node, t.upid, parseVzdumpLog));
+          } catch (err) {
+            failures.push(err);
+          }
+        }),
+      );
+      foldNodeTasks(tasks, (upid) => logs.get(upid), guests);
+    }),
+  );
+  if (allListed) s.retainTaskLogs(listed);
+  const families = buildBackup(jobs, guests, guestIds);
+  if (failures.length > 0) {
+    const first = failures[0];
+    const err = first instanceof PveError ? first : new PveError('parse', '/nodes/{node}/tasks', String(first));
+    throw new PartialFailure(families, new PveError(err.kind, err.path, `${failures.length} task call(s) failed, first: ${err.message}`, err.status));
+  }
+  return families;
+}
+
+export const backupCollector: ScrapeCollector = {
+  kind: 'scrape',
+  name: 'backup',
+  scope: 'cluster',
+  defaultEnabled: true,
+  origin: 'addition',
+  description:
+    "Backup jobs' schedule and next run; per guest the end time of its last successful backup and whether its last backup failed, from each node's vzdump tasks (the newest 30, cached for the TTL) and the logs of multi-guest runs (fetched once per run).",
+  endpoints: [
+    { path: '/cluster/backup', privilege: 'Sys.Audit on /', cost: 'cluster' },
+    { path: '/nodes/{node}/tasks', privilege: 'Sys.Audit on /nodes/{node} (without it only the token\'s own tasks are listed)', cost: 'node' },
+    { path: '/nodes/{node}/tasks/{upid}/log', privilege: 'Sys.Audit on /nodes/{node} (unless the token started the task)', cost: 'node' },
+    { path: '/cluster/resources', privilege: 'none (guests filtered by VM.Audit)', cost: 'cluster' },
+    { path: '/cluster/status', privilege: 'Sys.Audit on /', cost: 'cluster' },
+  ],
+  cacheTtl: 300,
+  families: BACKUP_FAMILIES,
+  collect: collectBackups,
+};

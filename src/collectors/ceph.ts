@@ -2,7 +2,6 @@
 // output that PVE relays). A cluster without Ceph answers 500 ("binary not installed", "not
 // initialized"): that is no Ceph, not a failure, so the collector yields nothing and succeeds.
 import { MetricFamily, gauge } from '../exposition/family.ts';
-import { PveError } from '../pve/errors.ts';
 import type { CephStatus } from '../pve/types.ts';
 import { numberValue, type ScrapeCollector } from './types.ts';
 
@@ -60,15 +59,6 @@ export function buildCeph(status: CephStatus): MetricFamily[] {
     scalar(AVAIL, pg?.bytes_avail),
     scalar(DATA, pg?.data_bytes),
   ];
-}
-
-/** The 500s PVE gives when this cluster has no Ceph (pve-manager PVE/Ceph/Tools.pm). */
-export function isNoCeph(err: unknown): boolean {
-  return (
-    err instanceof PveError &&
-    err.status === 500 &&
-    /binary not installed|not initialized|missing '\/etc\/pve\/ceph\.conf'|ceph\.conf.*(does not exist|missing)/i.test(err.message)
-  );
 }
 
 export const cephCollector: ScrapeCollector = {

@@ -5,7 +5,7 @@
 // guest whose agent does not answer shows as pve_guest_agent_up 0 and the collector still succeeds.
 import { MetricFamily, gauge } from '../exposition/family.ts';
 import type { GuestFsInfo } from '../pve/types.ts';
-import { numberValue, type ScrapeCollector } from './types.ts';
+import { numberValue } from './types.ts';
 
 /** What one guest's fsinfo call gave: the agent's answer, or the agent did not answer. */
 export type AgentFsOutcome =
@@ -56,10 +56,10 @@ export function buildGuestFilesystems(outcomes: readonly AgentFsOutcome[]): Metr
   return [up, size, used];
 }
 
-/** The agent option of a VM config: "1", "enabled=1,fstrim_cloned_disks=1", "0", or absent. */
-export function agentEnabled(agent: unknown): boolean {
-  if (agent === undefined || agent === null) return false;
-  if (typeof agent === 'number') return agent === 1;
-  const first = String(agent).split(',')[0].trim();
-  return first === '1' || first === 'enabled=1' || first === 'enabled=yes' || first === 'yes' || first === 'on' || first === 'enabled=on';
-}
+/**
+ * Per-call timeout of get-fsinfo, ms. PVE itself gives up on a silent agent after its 3 s
+ * guest-ping; a little more lets its answer arrive, and a hung call frees its connection of the
+ * concurrency cap soon (and, cached, is not retried before the TTL).
+ */
+export const AGENT_CALL_TIMEOUT_MS = 4000;
+

@@ -1,6 +1,9 @@
 // The one table of collectors: CLI flags (--collector.<name> / --no-collector.<name>), defaults,
 // the metrics reference and the scrape all come from here. Order = order in the output.
+import { backupCollector } from './backup.ts';
 import { backupInfoCollector } from './backup-info.ts';
+import { cephCollector } from './ceph.ts';
+import { haCollector } from './ha.ts';
 import { clusterCollector } from './cluster.ts';
 import { configCollector } from './config.ts';
 import { nodeCollector } from './node.ts';
@@ -40,6 +43,9 @@ export const COLLECTORS: readonly Collector[] = [
   subscriptionCollector,
   configCollector,
   replicationCollector,
+  backupCollector,
+  haCollector,
+  cephCollector,
   pveApiMetrics,
   targetMetrics,
 ];

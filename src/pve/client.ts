@@ -45,6 +45,11 @@ export interface RequestContext {
   readonly deadline: number;
   /** Module name for the API call metrics (equal modules share one client). */
   readonly module?: string;
+  /**
+   * A shorter timeout for this call than the module's, ms: calls that can hang inside PVE (the
+   * guest agent) must not hold a connection of the concurrency cap for the whole module timeout.
+   */
+  readonly callTimeoutMs?: number;
 }
 
 export interface ApiCallObserver {
@@ -79,7 +84,8 @@ export function endpointTemplate(path: string): string {
   return path
     .replace(/^\/nodes\/[^/]+/, '/nodes/{node}')
     .replace(/\/(qemu|lxc)\/\d+/, '/$1/{vmid}')
-    .replace(/\/replication\/[^/]+/, '/replication/{id}');
+    .replace(/\/replication\/[^/]+/, '/replication/{id}')
+    .replace(/\/tasks\/[^/]+\/log$/, '/tasks/{upid}/log');
 }
 
 /** JSON with object keys sorted at every level, so equal settings serialise equally. */
@@ -381,7 +387,8 @@ export class PveClient {
     if (ctx.signal.aborted || remaining <= 0) {
       throw new PveError('deadline', path, 'scrape deadline reached before the request could start');
     }
-    const moduleTimeoutMs = this.module.timeout * 1000;
+    const callTimeoutMs = ctx.callTimeoutMs !== undefined && ctx.callTimeoutMs < this.module.timeout * 1000 ? ctx.callTimeoutMs : undefined;
+    const moduleTimeoutMs = callTimeoutMs ?? this.module.timeout * 1000;
     const limitedByModule = moduleTimeoutMs <= remaining;
     // One controller per request, fed by the scrape's signal and by a timer cleared afterwards
     // (no AbortSignal.timeout left behind for the whole module timeout).
@@ -402,6 +409,7 @@ export class PveClient {
       this.opts.onApiCall?.(ctx.module ?? this.module.name, endpoint, (performance.now() - started) / 1000, outcome);
     const interrupted = (phase: string): PveError | undefined => {
       if (ctx.signal.aborted || (timedOut && !limitedByModule)) return new PveError('deadline', path, `scrape deadline reached ${phase}`);
+      if (timedOut && callTimeoutMs !== undefined) return new PveError('timeout', path, `no complete answer within the call timeout of ${callTimeoutMs / 1000}s`);
       if (timedOut) return new PveError('timeout', path, `no complete answer within the module timeout of ${this.module.timeout}s`);
       return undefined;
     };

@@ -3,6 +3,12 @@
 import type { PveClient, RequestContext } from './client.ts';
 import { PveError } from './errors.ts';
 import type {
+  BackupJob,
+  CephStatus,
+  GuestFsInfo,
+  HaStatusEntry,
+  NodeTask,
+  TaskLogLine,
   ClusterResource,
   ClusterStatusEntry,
   ClusterStatusNode,
@@ -14,6 +20,18 @@ import type {
   SubscriptionInfo,
   VersionInfo,
 } from './types.ts';
+
+/** A VM's guest agent answer to get-fsinfo, or why it gave none (the agent is down or hangs). */
+export type AgentFsAnswer = { readonly up: true; readonly fsinfo: GuestFsInfo } | { readonly up: false; readonly reason: string };
+
+/** Cache names of the collectors that keep slow-changing data (their --collector.<name>.ttl). */
+export const GUEST_FS_CACHE = 'guest-filesystem';
+export const BACKUP_CACHE = 'backup';
+/** A finished task's log never changes: kept a week (bounded by the cache's entry cap). */
+export const TASK_LOG_CACHE = 'backup-task-logs';
+export const TASK_LOG_TTL_SECONDS = 7 * 86400;
+/** vzdump tasks read per node, newest first: a month of daily runs. */
+export const VZDUMP_TASKS_PER_NODE = 30;
 
 export interface GuestOnboot {
   readonly type: GuestType;
@@ -65,12 +83,12 @@ export class PveSession {
    * One API call; `shape` checks what `data` holds. A call counts as a success only when the
    * answer is what PVE sends, so a web server that is not PVE never makes a scrape look good.
    */
-  private async call<T>(path: string, shape: (data: unknown, path: string) => T, query?: Record<string, string>): Promise<T> {
+  private async call<T>(path: string, shape: (data: unknown, path: string) => T, query?: Record<string, string>, ctx: RequestContext = this.ctx): Promise<T> {
     // An endpoint this PVE release lacks (501 recently) is not asked again every scrape.
     const unsupported = this.client.knownUnsupported(path);
     if (unsupported) throw unsupported;
     try {
-      const data = shape(await this.client.get<unknown>(path, this.ctx, query), path);
+      const data = shape(await this.client.get<unknown>(path, ctx, query), path);
       this.succeeded++;
       return data;
     } catch (err) {
@@ -211,4 +229,119 @@ export class PveSession {
       return { guests: out.filter((g): g is GuestOnboot => g !== undefined), failures, fetched };
     });
   }
+
+  /** /cluster/ceph/status, or undefined when the cluster has no Ceph (PVE answers 500 then; not a failure). */
+  cephStatus(): Promise<CephStatus | undefined> {
+    const path = '/cluster/ceph/status';
+    return this.once(path, async () => {
+      try {
+        return await this.call(path, asObject<CephStatus>);
+      } catch (err) {
+        if (!isNoCephAnswer(err)) throw err;
+        // PVE answered, and what it said is "no Ceph here": a successful call, not a failure.
+        const i = this.failures.indexOf(err as PveError);
+        if (i >= 0) this.failures.splice(i, 1);
+        this.succeeded++;
+        return undefined;
+      }
+    });
+  }
+
+  haStatus(): Promise<HaStatusEntry[]> {
+    const path = '/cluster/ha/status/current';
+    return this.once(path, async () => this.call(path, asArray<HaStatusEntry>));
+  }
+
+  backupJobs(): Promise<BackupJob[]> {
+    const path = '/cluster/backup';
+    return this.once(path, async () => this.call(path, asArray<BackupJob>));
+  }
+
+  /** A node's finished vzdump tasks, newest first, cached for the backup collector's TTL. */
+  vzdumpTasks(node: string): Promise<NodeTask[]> {
+    const path = `/nodes/${encodeURIComponent(node)}/tasks`;
+    return this.cachedCall(BACKUP_CACHE, path, asArray<NodeTask>, { typefilter: 'vzdump', limit: String(VZDUMP_TASKS_PER_NODE) });
+  }
+
+  /**
+   * The lines of a finished task's log, parsed by `parse` and kept by UPID for a week: the log
+   * of a finished task never changes, so a warm scrape makes no log call. `keep` says which
+   * UPIDs are still listed (others are dropped, so the cache follows PVE's task index).
+   */
+  finishedTaskLog<V>(node: string, upid: string, parse: (lines: string[]) => V): Promise<V> {
+    return this.once(`tasklog:${upid}`, async () => {
+      const store = this.client.caches.get<V>(TASK_LOG_CACHE, TASK_LOG_TTL_SECONDS);
+      const cached = store.fresh(upid);
+      if (cached !== undefined) return cached;
+      const path = `/nodes/${encodeURIComponent(node)}/tasks/${encodeURIComponent(upid)}/log`;
+      // limit=0: every line (pve-common's dump_logfile reads to the end); the default is 50.
+      const lines = await this.call(path, asArray<TaskLogLine>, { limit: '0' });
+      const value = parse(lines.map((l) => String(l.t)));
+      store.set(upid, value);
+      return value;
+    });
+  }
+
+  /** Drops cached task logs of tasks no node lists any more. */
+  retainTaskLogs(listed: ReadonlySet<string>): void {
+    this.client.caches.get(TASK_LOG_CACHE, TASK_LOG_TTL_SECONDS).retainOnly((upid) => listed.has(upid));
+  }
+
+  /**
+   * One VM's guest agent get-fsinfo answer, cached per guest for the guest-filesystem TTL,
+   * answer or silence alike (an agent that hangs is not asked again every scrape). The call has
+   * its own short timeout. An agent that is down or hangs is an answer (up: false); failures
+   * that are not the agent's (403, node unreachable, deadline) throw, and a stale entry stands
+   * in for them where one is left (counted).
+   */
+  guestFsInfo(node: string, vmid: number, timeoutMs: number): Promise<AgentFsAnswer> {
+    const key = `qemu/${vmid}`;
+    return this.once(`fsinfo:${key}`, async () => {
+      const store = this.client.caches.get<AgentFsAnswer>(GUEST_FS_CACHE);
+      const fresh = store.fresh(key);
+      if (fresh !== undefined) return fresh;
+      const path = `/nodes/${encodeURIComponent(node)}/qemu/${vmid}/agent/get-fsinfo`;
+      let answer: AgentFsAnswer;
+      try {
+        answer = { up: true, fsinfo: await this.call(path, asObject<GuestFsInfo>, undefined, { ...this.ctx, callTimeoutMs: timeoutMs }) };
+      } catch (err) {
+        const silent = agentSilence(err);
+        if (silent === undefined) {
+          const definite = err instanceof PveError && (err.kind === 'auth' || err.status === 403 || err.status === 501);
+          const stale = definite ? undefined : store.stale(key);
+          if (stale === undefined) throw err;
+          this.staleServed.set(GUEST_FS_CACHE, (this.staleServed.get(GUEST_FS_CACHE) ?? 0) + 1);
+          return stale;
+        }
+        // The agent's silence is what PVE answered: not a failed call of this scrape.
+        const i = this.failures.indexOf(err as PveError);
+        if (i >= 0) this.failures.splice(i, 1);
+        answer = { up: false, reason: silent };
+      }
+      store.set(key, answer);
+      return answer;
+    });
+  }
+
+  /** Drops cached agent answers of guests that no longer run with the agent on this node. */
+  retainGuestFsInfo(keys: ReadonlySet<string>): void {
+    this.client.caches.get(GUEST_FS_CACHE).retainOnly((k) => keys.has(k));
+  }
+}
+
+/** The 500s PVE gives when the cluster has no Ceph (pve-manager PVE/Ceph/Tools.pm, PVE/API2/Cluster/Ceph.pm). */
+export function isNoCephAnswer(err: unknown): boolean {
+  return err instanceof PveError && err.status === 500 && /binary not installed|not initialized|ceph\.conf/i.test(err.message);
+}
+
+/**
+ * Why the guest agent gave no answer, when that is what happened: qemu-server answers 500 ("QEMU
+ * guest agent is not running", "... qga command 'guest-get-fsinfo' failed - got timeout", "VM
+ * 101 is not running", "No QEMU guest agent configured"), or the call ran into its own timeout.
+ */
+export function agentSilence(err: unknown): string | undefined {
+  if (!(err instanceof PveError)) return undefined;
+  if (err.kind === 'timeout') return err.message;
+  if (err.kind === 'http' && err.status === 500) return err.message.replace(/^500\s*/, '');
+  return undefined;
 }
