@@ -24,13 +24,13 @@ describe('ceph', () => {
   test('HEALTH_OK example: one-hot status, no checks, OSDs, PGs, capacity', () => {
     const fams = buildCeph(example<CephStatus>('cluster__ceph__status'));
     assert.deepEqual([...series(fams, 'pve_ceph_health_status')], [['status=HEALTH_OK', 1], ['status=HEALTH_WARN', 0], ['status=HEALTH_ERR', 0]]);
-    assert.equal(series(fams, 'pve_ceph_health_check').size, 0);
-    assert.equal(series(fams, 'pve_ceph_osds').get(''), 3);
-    assert.equal(series(fams, 'pve_ceph_osds_up').get(''), 3);
-    assert.equal(series(fams, 'pve_ceph_osds_in').get(''), 3);
+    assert.equal(series(fams, 'pve_ceph_health_check_info').size, 0);
+    assert.equal(series(fams, 'pve_ceph_osd_count').get(''), 3);
+    assert.equal(series(fams, 'pve_ceph_osd_up_count').get(''), 3);
+    assert.equal(series(fams, 'pve_ceph_osd_in_count').get(''), 3);
     assert.equal(series(fams, 'pve_ceph_monitors_in_quorum').get(''), 3);
-    assert.equal(series(fams, 'pve_ceph_pgs').get(''), 129);
-    assert.equal(series(fams, 'pve_ceph_pgs_by_state').get('state=active+clean'), 129);
+    assert.equal(series(fams, 'pve_ceph_pg_count').get(''), 129);
+    assert.equal(series(fams, 'pve_ceph_pg_state_count').get('state=active+clean'), 129);
     assert.equal(series(fams, 'pve_ceph_size_bytes').get(''), 5761441398784);
     assert.equal(series(fams, 'pve_ceph_used_bytes').get(''), 3298534883328);
     assert.equal(series(fams, 'pve_ceph_avail_bytes').get(''), 2462906515456);
@@ -42,10 +42,10 @@ describe('ceph', () => {
     const fams = buildCeph(warn);
     assert.equal(series(fams, 'pve_ceph_health_status').get('status=HEALTH_WARN'), 1);
     assert.equal(series(fams, 'pve_ceph_health_status').get('status=HEALTH_OK'), 0);
-    assert.deepEqual([...series(fams, 'pve_ceph_health_check').keys()], ['check=OSD_DOWN,severity=HEALTH_WARN,muted=0', 'check=PG_DEGRADED,severity=HEALTH_WARN,muted=0']);
+    assert.deepEqual([...series(fams, 'pve_ceph_health_check_info').keys()], ['check=OSD_DOWN,severity=HEALTH_WARN,muted=0', 'check=PG_DEGRADED,severity=HEALTH_WARN,muted=0']);
     assert.equal(series(fams, 'pve_ceph_health_check_count').get('check=PG_DEGRADED'), 86);
-    assert.equal(series(fams, 'pve_ceph_osds_up').get(''), 2);
-    assert.equal(series(fams, 'pve_ceph_pgs_by_state').get('state=active+undersized+degraded'), 43);
+    assert.equal(series(fams, 'pve_ceph_osd_up_count').get(''), 2);
+    assert.equal(series(fams, 'pve_ceph_pg_state_count').get('state=active+undersized+degraded'), 43);
   });
 
   test('a cluster without Ceph is recognised by PVE\'s 500 texts, other 500s are failures', () => {
@@ -74,7 +74,7 @@ describe('ha', () => {
   test('example: quorate, CRM master pve2, LRM states one-hot with their update times', () => {
     const fams = buildHa(example<HaStatusEntry[]>('cluster__ha__status__current'));
     assert.equal(series(fams, 'pve_ha_quorate').get(''), 1);
-    assert.deepEqual([...series(fams, 'pve_ha_crm_master')], [['node=pve2,state=active', 1]]);
+    assert.deepEqual([...series(fams, 'pve_ha_crm_master_info')], [['node=pve2,state=active', 1]]);
     assert.equal(series(fams, 'pve_ha_crm_master_last_update_timestamp_seconds').get('node=pve2'), 1764999997);
     const lrm = series(fams, 'pve_ha_lrm_state');
     assert.equal(lrm.get('node=pve1,state=active'), 1);
@@ -87,7 +87,7 @@ describe('ha', () => {
   test('no quorum: quorate 0', () => {
     const fams = buildHa([{ id: 'quorum', type: 'quorum', node: 'pve1', status: "No quorum on node 'pve1'!", quorate: 0 }]);
     assert.equal(series(fams, 'pve_ha_quorate').get(''), 0);
-    assert.equal(series(fams, 'pve_ha_crm_master').size, 0);
+    assert.equal(series(fams, 'pve_ha_crm_master_info').size, 0);
   });
 });
 

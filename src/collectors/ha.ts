@@ -8,7 +8,7 @@ import { numberValue, type ScrapeCollector } from './types.ts';
 export const LRM_STATES = ['active', 'idle', 'maintenance', 'wait_for_agent_lock', 'lost_agent_lock', 'dead', 'time_drift', 'unknown'] as const;
 
 const QUORATE = gauge('pve_ha_quorate', 'Whether the HA stack on the answering node has quorum (1) or not (0).', []);
-const MASTER = gauge('pve_ha_crm_master', 'Present (1) for the node that is the HA cluster resource manager (CRM) master, with its state.', ['node', 'state']);
+const MASTER = gauge('pve_ha_crm_master_info', 'Present (1) for the node that is the HA cluster resource manager (CRM) master, with its state.', ['node', 'state']);
 const MASTER_TS = gauge('pve_ha_crm_master_last_update_timestamp_seconds', 'Time of the CRM master status update, Unix seconds.', ['node']);
 const LRM = gauge('pve_ha_lrm_state', "HA local resource manager (LRM) state per node, one series per state: 1 for the current one (active, idle, maintenance, wait_for_agent_lock, lost_agent_lock, dead, time_drift, unknown).", ['node', 'state']);
 const LRM_TS = gauge('pve_ha_lrm_last_update_timestamp_seconds', "Time of a node's last LRM status update, Unix seconds (its age: time() - value).", ['node']);
