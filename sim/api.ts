@@ -21,6 +21,7 @@ import {
   type Json,
   type LiveState,
 } from './model.ts';
+import { viewMetricsExport } from './node-health.ts';
 import { fillTemplate } from './pve-data.ts';
 import { TASK_LOG_TEMPLATE, missingTaskLog, queryKey, viewNodeTasks, viewTaskLog } from './backup-and-agent.ts';
 
@@ -154,6 +155,8 @@ export class PveApi {
         return viewHaCurrent(body, answering);
       case '/cluster/ha/status/manager_status':
         return viewHaManagerStatus(body, answering);
+      case '/cluster/metrics/export':
+        return viewMetricsExport(body, this.model, this.state);
       case '/nodes/{node}/qemu':
         return viewGuestList(body, 'qemu', this.state);
       case '/nodes/{node}/lxc':

@@ -4,8 +4,10 @@
 // collector's TTL, fetched under the client's concurrency cap with a short per-call timeout; a
 // guest whose agent does not answer shows as pve_guest_agent_up 0 and the collector still succeeds.
 import { MetricFamily, gauge } from '../exposition/family.ts';
+import { PveError } from '../pve/errors.ts';
+import type { PveSession } from '../pve/session.ts';
 import type { GuestFsInfo } from '../pve/types.ts';
-import { numberValue } from './types.ts';
+import { PartialFailure, numberValue, type ScrapeCollector } from './types.ts';
 
 /** What one guest's fsinfo call gave: the agent's answer, or the agent did not answer. */
 export type AgentFsOutcome =
@@ -63,3 +65,52 @@ export function buildGuestFilesystems(outcomes: readonly AgentFsOutcome[]): Metr
  */
 export const AGENT_CALL_TIMEOUT_MS = 4000;
 
+async function collectGuestFilesystems(s: PveSession): Promise<MetricFamily[]> {
+  const node = (await s.localNode()).name;
+  const [resources, configs] = await Promise.all([s.resources(), s.guestConfigs(node)]);
+  const running = new Set(
+    resources.filter((r) => r.type === 'qemu' && r.node === node && r.status === 'running' && !Number(r.template)).map((r) => r.vmid),
+  );
+  const agentGuests = configs.guests.filter((g) => g.type === 'qemu' && g.fields.agent && running.has(g.vmid));
+  const settled = await Promise.allSettled(agentGuests.map((g) => s.guestFsInfo(node, g.vmid, AGENT_CALL_TIMEOUT_MS)));
+  const outcomes: AgentFsOutcome[] = [];
+  const failures: unknown[] = [];
+  settled.forEach((r, i) => {
+    const id = `qemu/${agentGuests[i].vmid}`;
+    if (r.status === 'rejected') failures.push(r.reason);
+    else outcomes.push(r.value.up ? { id, up: true, fsinfo: r.value.fsinfo } : { id, up: false, reason: r.value.reason });
+  });
+  s.retainGuestFsInfo(new Set(agentGuests.map((g) => `qemu/${g.vmid}`)));
+  const families = buildGuestFilesystems(outcomes);
+  if (failures.length > 0) {
+    const first = failures[0];
+    const err = first instanceof PveError ? first : new PveError('parse', '/nodes/{node}/qemu/{vmid}/agent/get-fsinfo', String(first));
+    throw new PartialFailure(families, new PveError(err.kind, err.path, `${failures.length} get-fsinfo call(s) failed, first: ${err.message}`, err.status));
+  }
+  return families;
+}
+
+export const guestFilesystemCollector: ScrapeCollector = {
+  kind: 'scrape',
+  name: 'guest-filesystem',
+  scope: 'node',
+  defaultEnabled: false,
+  origin: 'addition',
+  offReason:
+    'one get-fsinfo call per running VM with the agent enabled (cached for the TTL); PVE 9 needs VM.GuestAgent.Audit (in PVEAuditor), PVE 7 and 8 need VM.Monitor, which PVEAuditor lacks.',
+  description:
+    'Filesystem size and usage inside running VMs of the answering node whose config enables the QEMU guest agent, and whether each agent answered (per-call timeout 4 s).',
+  endpoints: [
+    {
+      path: '/nodes/{node}/qemu/{vmid}/agent/get-fsinfo',
+      privilege: 'VM.GuestAgent.Audit on /vms/{vmid} (PVE 9; in PVEAuditor), VM.Monitor on /vms/{vmid} (PVE 7 and 8; not in PVEAuditor)',
+      cost: 'guest',
+    },
+    { path: '/nodes/{node}/qemu/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid} (the agent setting; shared config cache)', cost: 'guest' },
+    { path: '/cluster/resources', privilege: 'none (guests filtered by VM.Audit)', cost: 'cluster' },
+    { path: '/cluster/status', privilege: 'Sys.Audit on / (to find the answering node)', cost: 'cluster' },
+  ],
+  cacheTtl: 300,
+  families: GUEST_FILESYSTEM_FAMILIES,
+  collect: collectGuestFilesystems,
+};

@@ -3,6 +3,7 @@
 import { backupCollector } from './backup.ts';
 import { backupInfoCollector } from './backup-info.ts';
 import { cephCollector } from './ceph.ts';
+import { guestFilesystemCollector } from './guest-filesystem.ts';
 import { haCollector } from './ha.ts';
 import { clusterCollector } from './cluster.ts';
 import { configCollector } from './config.ts';
@@ -13,6 +14,14 @@ import { resourcesCollector } from './resources.ts';
 import { statusCollector } from './status.ts';
 import { subscriptionCollector } from './subscription.ts';
 import { versionCollector } from './version.ts';
+import { nodeStatusCollector } from './node-status.ts';
+import { nodeMetricsCollector } from './node-metrics.ts';
+import { zfsCollector } from './zfs.ts';
+import { disksCollector } from './disks.ts';
+import { certificatesCollector } from './certificates.ts';
+import { updatesCollector } from './updates.ts';
+import { guestConfigCollector } from './guest-config.ts';
+import { allocationCollector } from './allocation.ts';
 import type { Collector, ScrapeCollector, SelfCollector } from './types.ts';
 import { SELF_FAMILIES } from '../self-metrics.ts';
 
@@ -43,6 +52,17 @@ export const COLLECTORS: readonly Collector[] = [
   subscriptionCollector,
   configCollector,
   replicationCollector,
+  // Additions (issue 9). node-status before node-metrics: where both fill a series of the
+  // answering node, the live /nodes/{node}/status value is kept (scrape.ts mergeSameName).
+  nodeStatusCollector,
+  nodeMetricsCollector,
+  allocationCollector,
+  guestConfigCollector,
+  zfsCollector,
+  disksCollector,
+  certificatesCollector,
+  updatesCollector,
+  guestFilesystemCollector,
   backupCollector,
   haCollector,
   cephCollector,

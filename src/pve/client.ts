@@ -115,7 +115,7 @@ export function connectionSettingsDigest(module: ModuleConfig): string {
 }
 
 /** Waits for `work`, but no longer than `signal` allows; `work` itself goes on. */
-function waitWithin<T>(work: Promise<T>, signal: AbortSignal, onAbort: () => Error): Promise<T> {
+export function waitWithin<T>(work: Promise<T>, signal: AbortSignal, onAbort: () => Error): Promise<T> {
   if (signal.aborted) return Promise.reject(onAbort());
   return new Promise<T>((resolve, reject) => {
     const abort = () => reject(onAbort());
@@ -249,6 +249,14 @@ export class PveClient {
   async get<T>(path: string, ctx: RequestContext, query?: Record<string, string>): Promise<T> {
     const qs = query ? '?' + new URLSearchParams(query).toString() : '';
     return this.request<T>('GET', path + qs, path, ctx, undefined, true);
+  }
+
+  /**
+   * A context for work shared by several scrapes (a cache fill): the module timeout, not the
+   * deadline of whichever scrape happened to start it.
+   */
+  ownContext(module?: string): RequestContext {
+    return { signal: new AbortController().signal, deadline: this.now() + this.module.timeout * 1000, module };
   }
 
   /** The 501 this path answered recently, if it did: the endpoint is not in this PVE release. */

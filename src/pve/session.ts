@@ -1,7 +1,8 @@
 // One scrape's view of the PVE API: every endpoint is fetched at most once, whichever collector
 // asks first, and the others share the same promise.
-import type { PveClient, RequestContext } from './client.ts';
+import { waitWithin, type PveClient, type RequestContext } from './client.ts';
 import { PveError } from './errors.ts';
+import { guestConfigFields, type GuestConfigFields } from './guest-config.ts';
 import type {
   BackupJob,
   CephStatus,
@@ -9,16 +10,22 @@ import type {
   HaStatusEntry,
   NodeTask,
   TaskLogLine,
+  AptUpdate,
+  CertificateInfo,
   ClusterResource,
   ClusterStatusEntry,
   ClusterStatusNode,
+  DiskInfo,
   GuestConfig,
   GuestType,
+  MetricsExportEntry,
+  NodeStatus,
   NotBackedUpGuest,
   QDeviceStatus,
   ReplicationJob,
   SubscriptionInfo,
   VersionInfo,
+  ZfsPool,
 } from './types.ts';
 
 /** A VM's guest agent answer to get-fsinfo, or why it gave none (the agent is down or hangs). */
@@ -42,6 +49,21 @@ export interface GuestOnboot {
 
 export interface GuestOnbootResult {
   readonly guests: GuestOnboot[];
+  /** Guests whose config could not be fetched and had no cached value. */
+  readonly failures: PveError[];
+  readonly fetched: number;
+}
+
+/** One guest with the config fields the exporter keeps (see guest-config.ts). */
+export interface GuestWithConfig {
+  readonly type: GuestType;
+  readonly vmid: number;
+  readonly node: string;
+  readonly fields: GuestConfigFields;
+}
+
+export interface GuestConfigsResult {
+  readonly guests: GuestWithConfig[];
   /** Guests whose config could not be fetched and had no cached value. */
   readonly failures: PveError[];
   readonly fetched: number;
@@ -83,7 +105,12 @@ export class PveSession {
    * One API call; `shape` checks what `data` holds. A call counts as a success only when the
    * answer is what PVE sends, so a web server that is not PVE never makes a scrape look good.
    */
-  private async call<T>(path: string, shape: (data: unknown, path: string) => T, query?: Record<string, string>, ctx: RequestContext = this.ctx): Promise<T> {
+  private async call<T>(
+    path: string,
+    shape: (data: unknown, path: string) => T,
+    query?: Record<string, string>,
+    ctx: RequestContext = this.ctx,
+  ): Promise<T> {
     // An endpoint this PVE release lacks (501 recently) is not asked again every scrape.
     const unsupported = this.client.knownUnsupported(path);
     if (unsupported) throw unsupported;
@@ -120,10 +147,20 @@ export class PveSession {
       const store = this.client.caches.get<T>(cache);
       const fresh = store.fresh(key);
       if (fresh !== undefined) return fresh;
+      // The refresh is work for the cache, not for this scrape: it runs under the module timeout
+      // and is shared with any scrape that needs it meanwhile (smartctl on every disk can take
+      // longer than one scrape's deadline; the next scrape then finds the answer).
+      let fill = store.inflight(key);
+      if (!fill) {
+        fill = this.call(path, shape, query, this.client.ownContext(this.ctx.module)).then((value) => {
+          store.set(key, value);
+          return value;
+        });
+        fill.catch(() => undefined);
+        store.track(key, fill);
+      }
       try {
-        const value = await this.call(path, shape, query);
-        store.set(key, value);
-        return value;
+        return await waitWithin(fill, this.ctx.signal, () => new PveError('deadline', path, 'scrape deadline reached while waiting for PVE (the answer is cached when it comes)'));
       } catch (err) {
         const definite = err instanceof PveError && (err.kind === 'auth' || err.status === 403 || err.status === 501);
         const stale = definite ? undefined : store.stale(key);
@@ -169,6 +206,40 @@ export class PveSession {
     return this.once(path, async () => this.call(path, asArray<ReplicationJob>));
   }
 
+  /** /nodes/{node}/status: load, iowait, swap, KSM, root filesystem, CPU, versions. */
+  nodeStatus(node: string): Promise<NodeStatus> {
+    const path = `/nodes/${encodeURIComponent(node)}/status`;
+    return this.once(path, async () => this.call(path, asObject<NodeStatus>));
+  }
+
+  /** /cluster/metrics/export (PVE 8.2.5+): pvestatd's newest samples of every online node. */
+  metricsExport(): Promise<MetricsExportEntry[]> {
+    const path = '/cluster/metrics/export';
+    // The handler returns {data: [...]}, which the API wraps again: {"data": {"data": [...]}}.
+    return this.once(path, async () => this.call(path, (d, p) => asArray<MetricsExportEntry>(asObject<{ data?: unknown }>(d, p).data, p)));
+  }
+
+  /** /nodes/{node}/disks/zfs: the imported zpools. */
+  zfsPools(node: string): Promise<ZfsPool[]> {
+    const path = `/nodes/${encodeURIComponent(node)}/disks/zfs`;
+    return this.once(path, async () => this.call(path, asArray<ZfsPool>));
+  }
+
+  /** /nodes/{node}/disks/list (runs smartctl on every disk): cached, TTL of the disks collector. */
+  disks(node: string): Promise<DiskInfo[]> {
+    return this.cachedCall('disks', `/nodes/${encodeURIComponent(node)}/disks/list`, asArray<DiskInfo>);
+  }
+
+  /** /nodes/{node}/certificates/info: cached, TTL of the certificates collector. */
+  certificates(node: string): Promise<CertificateInfo[]> {
+    return this.cachedCall('certificates', `/nodes/${encodeURIComponent(node)}/certificates/info`, asArray<CertificateInfo>);
+  }
+
+  /** /nodes/{node}/apt/update (needs Sys.Modify): cached, TTL of the updates collector. */
+  aptUpdates(node: string): Promise<AptUpdate[]> {
+    return this.cachedCall('updates', `/nodes/${encodeURIComponent(node)}/apt/update`, asArray<AptUpdate>);
+  }
+
   /** The node that answers for this target (`local: 1` in /cluster/status). */
   localNode(): Promise<ClusterStatusNode> {
     return this.once('localNode', async () => {
@@ -189,13 +260,20 @@ export class PveSession {
     });
   }
 
+  /** The onboot value of every guest on `node` (the config collector): see guestConfigs(). */
+  async guestOnboot(node: string): Promise<GuestOnbootResult> {
+    const r = await this.guestConfigs(node);
+    return { guests: r.guests.map((g) => ({ type: g.type, vmid: g.vmid, node: g.node, onboot: g.fields.onboot })), failures: r.failures, fetched: r.fetched };
+  }
+
   /**
-   * The onboot value of every guest on `node`: from the cache where fresh, otherwise from
+   * The kept config fields of every guest on `node`: from the cache where fresh, otherwise from
    * /nodes/{node}/{type}/{vmid}/config, all requests in flight at once (the client's pool caps
-   * them). The guest list comes from /cluster/resources, shared with the cluster collectors.
+   * them). The guest list comes from /cluster/resources, shared with the cluster collectors;
+   * every collector of the scrape that asks shares the same calls.
    */
-  guestOnboot(node: string): Promise<GuestOnbootResult> {
-    return this.once(`onboot:${node}`, async () => {
+  guestConfigs(node: string): Promise<GuestConfigsResult> {
+    return this.once(`configs:${node}`, async () => {
       const resources = await this.resources();
       const guests = resources.filter(
         (r): r is ClusterResource & { type: GuestType; vmid: number } =>
@@ -205,28 +283,28 @@ export class PveSession {
       let fetched = 0;
       const present = new Set<string>();
       const out = await Promise.all(
-        guests.map(async (g): Promise<GuestOnboot | undefined> => {
+        guests.map(async (g): Promise<GuestWithConfig | undefined> => {
           present.add(`${g.type}/${g.vmid}`);
           const cached = this.configCache.fresh(g.type, g.vmid, node);
-          if (cached) return { type: g.type, vmid: g.vmid, node, onboot: cached.onboot };
+          if (cached) return { type: g.type, vmid: g.vmid, node, fields: cached.fields };
           const path = `/nodes/${encodeURIComponent(node)}/${g.type}/${g.vmid}/config`;
           try {
             const cfg = await this.call(path, asObject<GuestConfig>);
             fetched++;
             this.configFetches++;
-            const onboot = cfg.onboot === undefined ? undefined : Number(cfg.onboot);
-            this.configCache.store(g.type, g.vmid, node, onboot);
-            return { type: g.type, vmid: g.vmid, node, onboot };
+            const fields = guestConfigFields(g.type, cfg);
+            this.configCache.store(g.type, g.vmid, node, fields);
+            return { type: g.type, vmid: g.vmid, node, fields };
           } catch (err) {
             const stale = this.configCache.stale(g.type, g.vmid, node);
-            if (stale) return { type: g.type, vmid: g.vmid, node, onboot: stale.onboot };
+            if (stale) return { type: g.type, vmid: g.vmid, node, fields: stale.fields };
             failures.push(err instanceof PveError ? err : new PveError('parse', path, String(err)));
             return undefined;
           }
         }),
       );
       this.configCache.retainOnly(present);
-      return { guests: out.filter((g): g is GuestOnboot => g !== undefined), failures, fetched };
+      return { guests: out.filter((g): g is GuestWithConfig => g !== undefined), failures, fetched };
     });
   }
 
@@ -274,11 +352,19 @@ export class PveSession {
       const cached = store.fresh(upid);
       if (cached !== undefined) return cached;
       const path = `/nodes/${encodeURIComponent(node)}/tasks/${encodeURIComponent(upid)}/log`;
-      // limit=0: every line (pve-common's dump_logfile reads to the end); the default is 50.
-      const lines = await this.call(path, asArray<TaskLogLine>, { limit: '0' });
-      const value = parse(lines.map((l) => String(l.t)));
-      store.set(upid, value);
-      return value;
+      // A cache fill: under the module timeout, shared with any scrape that needs it meanwhile.
+      let fill = store.inflight(upid);
+      if (!fill) {
+        // limit=0: every line (pve-common's dump_logfile reads to the end); the default is 50.
+        fill = this.call(path, asArray<TaskLogLine>, { limit: '0' }, this.client.ownContext(this.ctx.module)).then((lines) => {
+          const value = parse(lines.map((l) => String(l.t)));
+          store.set(upid, value);
+          return value;
+        });
+        fill.catch(() => undefined);
+        store.track(upid, fill);
+      }
+      return waitWithin(fill, this.ctx.signal, () => new PveError('deadline', path, 'scrape deadline reached while waiting for a task log (kept when it comes)'));
     });
   }
 
@@ -301,25 +387,39 @@ export class PveSession {
       const fresh = store.fresh(key);
       if (fresh !== undefined) return fresh;
       const path = `/nodes/${encodeURIComponent(node)}/qemu/${vmid}/agent/get-fsinfo`;
-      let answer: AgentFsAnswer;
-      try {
-        answer = { up: true, fsinfo: await this.call(path, asObject<GuestFsInfo>, undefined, { ...this.ctx, callTimeoutMs: timeoutMs }) };
-      } catch (err) {
-        const silent = agentSilence(err);
-        if (silent === undefined) {
-          const definite = err instanceof PveError && (err.kind === 'auth' || err.status === 403 || err.status === 501);
-          const stale = definite ? undefined : store.stale(key);
-          if (stale === undefined) throw err;
-          this.staleServed.set(GUEST_FS_CACHE, (this.staleServed.get(GUEST_FS_CACHE) ?? 0) + 1);
-          return stale;
-        }
-        // The agent's silence is what PVE answered: not a failed call of this scrape.
-        const i = this.failures.indexOf(err as PveError);
-        if (i >= 0) this.failures.splice(i, 1);
-        answer = { up: false, reason: silent };
+      // A cache fill under its own short timeout, shared with any scrape that needs it meanwhile.
+      let fill = store.inflight(key);
+      if (!fill) {
+        const ctx: RequestContext = { ...this.client.ownContext(this.ctx.module), callTimeoutMs: timeoutMs };
+        fill = this.call(path, asObject<GuestFsInfo>, undefined, ctx).then(
+          (fsinfo): AgentFsAnswer => ({ up: true, fsinfo }),
+          (err: unknown): AgentFsAnswer => {
+            const silent = agentSilence(err);
+            if (silent === undefined) throw err;
+            // The agent's silence is what PVE answered: not a failed call of this scrape.
+            const i = this.failures.indexOf(err as PveError);
+            if (i >= 0) this.failures.splice(i, 1);
+            this.succeeded++;
+            return { up: false, reason: silent };
+          },
+        );
+        fill = fill.then((answer) => {
+          store.set(key, answer);
+          return answer;
+        });
+        fill.catch(() => undefined);
+        store.track(key, fill);
       }
-      store.set(key, answer);
-      return answer;
+      try {
+        return await waitWithin(fill, this.ctx.signal, () => new PveError('deadline', path, 'scrape deadline reached while waiting for the guest agent (kept when it comes)'));
+      } catch (err) {
+        // Failures that are not the agent's (403, node unreachable, deadline): a stale answer stands in where one is left.
+        const definite = err instanceof PveError && (err.kind === 'auth' || err.status === 403 || err.status === 501);
+        const stale = definite ? undefined : store.stale(key);
+        if (stale === undefined) throw err;
+        this.staleServed.set(GUEST_FS_CACHE, (this.staleServed.get(GUEST_FS_CACHE) ?? 0) + 1);
+        return stale;
+      }
     });
   }
 

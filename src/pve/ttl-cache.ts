@@ -33,6 +33,8 @@ export function spreadFactor(key: string): number {
 
 export class TtlCache<V> {
   private readonly entries = new Map<string, Entry<V>>();
+  /** Refreshes under way, shared by every scrape that needs the key meanwhile. */
+  private readonly fills = new Map<string, Promise<V>>();
 
   constructor(
     /** Seconds; 0 disables the cache (every read misses, nothing is kept). */
@@ -69,6 +71,20 @@ export class TtlCache<V> {
       const oldest = this.entries.keys().next().value as string;
       this.entries.delete(oldest);
     }
+  }
+
+  /** The refresh of `key` under way, if any. */
+  inflight(key: string): Promise<V> | undefined {
+    return this.fills.get(key);
+  }
+
+  /** Registers a refresh of `key`; it is forgotten when it settles (its value is set() by the caller). */
+  track(key: string, fill: Promise<V>): void {
+    this.fills.set(key, fill);
+    const forget = () => {
+      if (this.fills.get(key) === fill) this.fills.delete(key);
+    };
+    fill.then(forget, forget);
   }
 
   /** Drops keys that no longer exist upstream (a removed disk, a deleted task), so the cache follows PVE. */
