@@ -14,9 +14,9 @@ interface Running {
   exporter: RunningExporter;
 }
 
-async function start(variants: SimVariant[], args: string[] = []): Promise<Running> {
+async function start(variants: SimVariant[], args: string[] = [], module: Record<string, unknown> = {}): Promise<Running> {
   const sim = await startSimulator({ variants });
-  const exporter = await startExporter(simModule(sim), args);
+  const exporter = await startExporter(simModule(sim, 'default', module), args);
   return { sim, exporter };
 }
 
@@ -165,6 +165,82 @@ describe('ceph and ha collectors', () => {
       assert.equal(success(exp, 'ceph'), 0);
       assert.equal(success(exp, 'ha'), 1);
       assert.ok(r.exporter.logs.some((l) => l.includes('Sys.Audit or Datastore.Audit on /')), r.exporter.logs.join('\n'));
+    } finally {
+      await r.exporter.close();
+      await r.sim.close();
+    }
+  });
+});
+
+function fsinfoCalls(sim: Simulator): string[] {
+  return [...sim.stats().calls.keys()].filter((p) => p.endsWith('/agent/get-fsinfo'));
+}
+
+describe('guest-filesystem collector', () => {
+  test('off by default: no agent call', async () => {
+    const r = await start([]);
+    try {
+      const exp = await scrape(r, 'cluster=0&node=1');
+      assert.equal(success(exp, 'guest-filesystem'), undefined);
+      assert.deepEqual(fsinfoCalls(r.sim), []);
+    } finally {
+      await r.exporter.close();
+      await r.sim.close();
+    }
+  });
+
+  test('running VMs with the agent on the answering node: filesystems, a silent agent reported, answers cached', async () => {
+    const r = await start(['agent-not-running'], ['--collector.guest-filesystem']);
+    try {
+      const exp = await scrape(r, 'cluster=0&node=1');
+      assert.equal(success(exp, 'guest-filesystem'), 1);
+      assert.equal(value(exp, 'pve_guest_agent_up', '{id="qemu/100"}'), 1);
+      assert.equal(value(exp, 'pve_guest_agent_up', '{id="qemu/101"}'), 0);
+      assert.equal(value(exp, 'pve_guest_filesystem_used_bytes', '{id="qemu/100",mountpoint="/",type="ext4"}'), 9875234816);
+      assert.equal(value(exp, 'pve_guest_filesystem_size_bytes', '{id="qemu/100",mountpoint="/boot/efi",type="vfat"}'), 129718272);
+      // Only the answering node's running VMs with the agent: 100 and 101 (200 is a container).
+      assert.deepEqual(fsinfoCalls(r.sim).sort(), ['/nodes/pve1/qemu/100/agent/get-fsinfo', '/nodes/pve1/qemu/101/agent/get-fsinfo']);
+      r.sim.resetStats();
+      const warm = await scrape(r, 'cluster=0&node=1');
+      assert.deepEqual(fsinfoCalls(r.sim), [], 'answers and silences are cached for the TTL');
+      assert.equal(value(warm, 'pve_guest_agent_up', '{id="qemu/101"}'), 0);
+      // A VM that stops is no longer asked and no longer reported.
+      r.sim.setGuestStatus(100, 'stopped');
+      const stopped = await scrape(r, 'cluster=0&node=1');
+      assert.equal(value(stopped, 'pve_guest_agent_up', '{id="qemu/100"}'), undefined);
+    } finally {
+      await r.exporter.close();
+      await r.sim.close();
+    }
+  });
+
+  test('an agent call that hangs is cut by the per-call timeout: agent down, collector ok, other guests reported', async () => {
+    // Module timeout and scrape deadline both longer than the agent call timeout (4 s): only the
+    // per-call timeout can turn the hang into "agent down" before the scrape gives up.
+    const r = await start([], ['--collector.guest-filesystem', '--scrape.default-timeout', '12'], { timeout: 60 });
+    try {
+      r.sim.addFault({ path: '/nodes/pve1/qemu/101/agent/get-fsinfo', hang: true });
+      const exp = await scrape(r, 'cluster=0&node=1');
+      assert.equal(success(exp, 'guest-filesystem'), 1);
+      assert.equal(value(exp, 'pve_guest_agent_up', '{id="qemu/101"}'), 0);
+      assert.equal(value(exp, 'pve_guest_agent_up', '{id="qemu/100"}'), 1);
+      assert.equal(success(exp, 'resources'), undefined, 'node scope only');
+      assert.equal(success(exp, 'config'), 1);
+    } finally {
+      await r.exporter.close();
+      await r.sim.close();
+    }
+  });
+
+  test('403 (PVE 7/8 without VM.Monitor): the collector fails, names both privileges, the rest of the scrape is fine', async () => {
+    const r = await start([], ['--collector.guest-filesystem']);
+    try {
+      r.sim.addFault({ path: /\/agent\/get-fsinfo$/, status: 403, reason: 'Permission check failed (/vms/100, VM.Monitor)' });
+      const exp = await scrape(r, 'cluster=0&node=1');
+      assert.equal(success(exp, 'guest-filesystem'), 0);
+      assert.equal(success(exp, 'config'), 1);
+      assert.equal(exp.get('pve_guest_agent_up')?.samples.size ?? 0, 0, 'a refused call says nothing about the agent');
+      assert.ok(r.exporter.logs.some((l) => l.includes('VM.Monitor on /vms/{vmid}') && l.includes('VM.GuestAgent.Audit')), r.exporter.logs.join('\n'));
     } finally {
       await r.exporter.close();
       await r.sim.close();
