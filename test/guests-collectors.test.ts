@@ -25,12 +25,12 @@ describe('ceph', () => {
     const fams = buildCeph(example<CephStatus>('cluster__ceph__status'));
     assert.deepEqual([...series(fams, 'pve_ceph_health_status')], [['status=HEALTH_OK', 1], ['status=HEALTH_WARN', 0], ['status=HEALTH_ERR', 0]]);
     assert.equal(series(fams, 'pve_ceph_health_check_info').size, 0);
-    assert.equal(series(fams, 'pve_ceph_osd_count').get(''), 3);
-    assert.equal(series(fams, 'pve_ceph_osd_up_count').get(''), 3);
-    assert.equal(series(fams, 'pve_ceph_osd_in_count').get(''), 3);
+    assert.equal(series(fams, 'pve_ceph_osds').get(''), 3);
+    assert.equal(series(fams, 'pve_ceph_up_osds').get(''), 3);
+    assert.equal(series(fams, 'pve_ceph_in_osds').get(''), 3);
     assert.equal(series(fams, 'pve_ceph_monitors_in_quorum').get(''), 3);
-    assert.equal(series(fams, 'pve_ceph_pg_count').get(''), 129);
-    assert.equal(series(fams, 'pve_ceph_pg_state_count').get('state=active+clean'), 129);
+    assert.equal(series(fams, 'pve_ceph_placement_groups').get(''), 129);
+    assert.equal(series(fams, 'pve_ceph_pgs_by_state').get('state=active+clean'), 129);
     assert.equal(series(fams, 'pve_ceph_size_bytes').get(''), 5761441398784);
     assert.equal(series(fams, 'pve_ceph_used_bytes').get(''), 3298534883328);
     assert.equal(series(fams, 'pve_ceph_avail_bytes').get(''), 2462906515456);
@@ -43,9 +43,9 @@ describe('ceph', () => {
     assert.equal(series(fams, 'pve_ceph_health_status').get('status=HEALTH_WARN'), 1);
     assert.equal(series(fams, 'pve_ceph_health_status').get('status=HEALTH_OK'), 0);
     assert.deepEqual([...series(fams, 'pve_ceph_health_check_info').keys()], ['check=OSD_DOWN,severity=HEALTH_WARN,muted=0', 'check=PG_DEGRADED,severity=HEALTH_WARN,muted=0']);
-    assert.equal(series(fams, 'pve_ceph_health_check_count').get('check=PG_DEGRADED'), 86);
-    assert.equal(series(fams, 'pve_ceph_osd_up_count').get(''), 2);
-    assert.equal(series(fams, 'pve_ceph_pg_state_count').get('state=active+undersized+degraded'), 43);
+    assert.equal(series(fams, 'pve_ceph_health_check_items').get('check=PG_DEGRADED'), 86);
+    assert.equal(series(fams, 'pve_ceph_up_osds').get(''), 2);
+    assert.equal(series(fams, 'pve_ceph_pgs_by_state').get('state=active+undersized+degraded'), 43);
   });
 
   test('a cluster without Ceph is recognised by PVE\'s 500 texts, other 500s are failures', () => {

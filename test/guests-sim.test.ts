@@ -134,7 +134,7 @@ describe('ceph and ha collectors', () => {
       assert.equal(value(exp, 'pve_ceph_health_status', '{status="HEALTH_WARN"}'), 1);
       assert.equal(value(exp, 'pve_ceph_health_status', '{status="HEALTH_OK"}'), 0);
       assert.equal(value(exp, 'pve_ceph_health_check_info', '{check="OSD_DOWN",muted="0",severity="HEALTH_WARN"}'), 1);
-      assert.equal(value(exp, 'pve_ceph_osd_up_count', '{}'), 2);
+      assert.equal(value(exp, 'pve_ceph_up_osds', '{}'), 2);
       assert.equal(success(exp, 'ha'), 1);
       assert.equal(value(exp, 'pve_ha_quorate', '{}'), 1);
       assert.equal(value(exp, 'pve_ha_crm_master_info', '{node="pve2",state="active"}'), 1);
