@@ -57,6 +57,8 @@ export interface ScraperOptions {
   readonly switches: CollectorSwitches;
   /** Seconds, used when the scraper sends no timeout header. */
   readonly defaultTimeout: number;
+  /** Clock of the deadlines; the clients' clock must agree (tests inject one for both). */
+  readonly now?: () => number;
 }
 
 class DeadlineReached extends Error {
@@ -81,7 +83,7 @@ export class Scraper {
 
   async scrape(req: ScrapeRequest): Promise<ScrapeResult> {
     const started = performance.now();
-    const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal);
+    const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal, this.opts.now);
     const deadlineReached = deadline.reached((cause) => new DeadlineReached(cause));
     const lease = this.clients.acquire(req.module, req.target);
     const session = new PveSession(lease.client, requestContext(deadline, req.module.name));
@@ -138,7 +140,7 @@ export class Scraper {
 
   /** /cluster/status of one target for /pve/sd: same client cache, same deadline, same hang-up rule. */
   async clusterStatus(req: DiscoveryRequest): Promise<ClusterStatusEntry[]> {
-    const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal);
+    const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal, this.opts.now);
     const lease = this.clients.acquire(req.module, req.target);
     try {
       const session = new PveSession(lease.client, requestContext(deadline, req.module.name));
