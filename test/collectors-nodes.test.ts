@@ -11,6 +11,7 @@ import { buildUpdates } from '../src/collectors/updates.ts';
 import { buildGuestConfig } from '../src/collectors/guest-config.ts';
 import { buildAllocation } from '../src/collectors/allocation.ts';
 import { SCRAPE_COLLECTORS } from '../src/collectors/registry.ts';
+import { buildCommand, parseCli } from '../src/cli.ts';
 import { agentEnabled, guestConfigFields } from '../src/pve/guest-config.ts';
 import type { GuestWithConfig } from '../src/pve/session.ts';
 import { mergeSameName } from '../src/scrape.ts';
@@ -267,5 +268,22 @@ describe('registry of the additions', () => {
     assert.match(byName.get('updates')?.offReason ?? '', /Sys\.Modify/);
     assert.equal(byName.get('certificates')?.cacheTtl, 3600);
     assert.ok((byName.get('disks')?.cacheTtl ?? 0) > 0);
+  });
+});
+
+describe('collector flags from the registry', () => {
+  test('--collector.<name>.ttl for collectors with a cache, defaults from the registry', () => {
+    const opts = parseCli(['node', 'pve-exporter', '--collector.disks.ttl', '30', '--collector.updates']);
+    assert.deepEqual(opts.collectorTtls, { disks: 30, certificates: 3600, updates: 3600 });
+    assert.equal(opts.collectors.updates, true);
+    assert.equal(parseCli(['node', 'pve-exporter']).collectors.updates, false);
+  });
+
+  test('a bad TTL is refused with the flag named; --help gives the reason a collector is off', () => {
+    const cmd = buildCommand().exitOverride().configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
+    assert.throws(() => cmd.parse(['node', 'pve-exporter', '--collector.disks.ttl', 'soon']), /--collector\.disks\.ttl must be a whole number from 0 to 604800/);
+    const help = buildCommand().helpInformation().replace(/\s+/g, ' ');
+    assert.match(help, /--collector\.updates .*Off by default: the call needs Sys\.Modify/);
+    assert.match(help, /--collector\.certificates\.ttl <seconds>.*\(default: 3600\)/);
   });
 });
