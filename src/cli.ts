@@ -98,7 +98,7 @@ export function buildCommand(): Command {
         .argParser(intInRange('--pve.max-targets', 1, 1_000_000)),
     )
     .addOption(
-      new Option('--pve.config-cache-ttl <seconds>', 'how long a guest config (onboot) is reused; 0 fetches every scrape')
+      new Option('--pve.config-cache-ttl <seconds>', 'how long a guest config (onboot, sizing, agent) is reused; 0 fetches every scrape')
         .default(300)
         .argParser(intInRange('--pve.config-cache-ttl', 0, 86400)),
     )

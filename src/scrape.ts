@@ -9,7 +9,7 @@ import { PveSession } from './pve/session.ts';
 import type { ClusterStatusEntry } from './pve/types.ts';
 import { Deadline, type DeadlineCause } from './scrape/deadline.ts';
 import { SCRAPE_COLLECTORS, type CollectorSwitches } from './collectors/registry.ts';
-import { PartialFailure, type ScrapeCollector } from './collectors/types.ts';
+import { PartialFailure, type EndpointUse, type ScrapeCollector } from './collectors/types.ts';
 import type { FailureLog } from './log.ts';
 import type { SelfMetrics } from './self-metrics.ts';
 
@@ -57,6 +57,8 @@ export interface ScraperOptions {
   readonly switches: CollectorSwitches;
   /** Seconds, used when the scraper sends no timeout header. */
   readonly defaultTimeout: number;
+  /** Clock of the deadlines; the clients' clock must agree (tests inject one for both). */
+  readonly now?: () => number;
 }
 
 class DeadlineReached extends Error {
@@ -81,7 +83,7 @@ export class Scraper {
 
   async scrape(req: ScrapeRequest): Promise<ScrapeResult> {
     const started = performance.now();
-    const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal);
+    const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal, this.opts.now);
     const deadlineReached = deadline.reached((cause) => new DeadlineReached(cause));
     const lease = this.clients.acquire(req.module, req.target);
     const session = new PveSession(lease.client, requestContext(deadline, req.module.name));
@@ -138,7 +140,7 @@ export class Scraper {
 
   /** /cluster/status of one target for /pve/sd: same client cache, same deadline, same hang-up rule. */
   async clusterStatus(req: DiscoveryRequest): Promise<ClusterStatusEntry[]> {
-    const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal);
+    const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal, this.opts.now);
     const lease = this.clients.acquire(req.module, req.target);
     try {
       const session = new PveSession(lease.client, requestContext(deadline, req.module.name));
@@ -165,8 +167,9 @@ export class Scraper {
     } catch (err) {
       if (err instanceof PartialFailure) return done(false, err.families, describeFor(c, err.failure));
       // Not in this PVE release: nothing to collect is not a failure; the log says it once.
-      if (err instanceof PveError && err.status === 501) {
-        return done(true, [], undefined, `${err.path} is not available on this PVE version (${err.message}); the ${c.name} collector yields no series`);
+      const since = err instanceof PveError && err.status === 501 ? endpointOf(c, err.path)?.since : undefined;
+      if (since !== undefined && err instanceof PveError) {
+        return done(true, [], undefined, `${err.path} is not available on this PVE version (${err.message}; it needs ${since}); the ${c.name} collector yields no series`);
       }
       return done(false, [], describeFor(c, err));
     }
@@ -186,8 +189,13 @@ function describe(err: unknown): string {
 function describeFor(c: ScrapeCollector, err: unknown): string {
   const text = describe(err);
   if (!(err instanceof PveError) || err.status !== 403) return text;
-  const use = c.endpoints.find((e) => endpointPattern(e.path).test(err.path));
+  const use = endpointOf(c, err.path);
   return use ? `${text} (the ${c.name} collector needs ${use.privilege})` : text;
+}
+
+/** The registry entry of the endpoint `path` (a concrete API path) of collector `c`. */
+function endpointOf(c: ScrapeCollector, path: string): EndpointUse | undefined {
+  return c.endpoints.find((e) => endpointPattern(e.path).test(path));
 }
 
 const patterns = new Map<string, RegExp>();

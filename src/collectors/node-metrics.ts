@@ -59,7 +59,7 @@ export const nodeMetricsCollector: ScrapeCollector = {
   origin: 'addition',
   description:
     'Load 1/5/15, CPU iowait, swap and root filesystem of every online node in one call (PVE 8.2.5 and later; on older PVE it says so once and yields nothing).',
-  endpoints: [{ path: '/cluster/metrics/export', privilege: 'Sys.Audit on /', cost: 'cluster' }],
+  endpoints: [{ path: '/cluster/metrics/export', privilege: 'Sys.Audit on /', cost: 'cluster', since: 'pve-manager 8.2.5' }],
   families: SHARED_NODE_FAMILIES,
   async collect(s) {
     return buildNodeMetrics(await s.metricsExport());

@@ -17,6 +17,12 @@ export interface EndpointUse {
   /** The PVE privilege it needs, as an operator grants it ("Sys.Audit on /"). Named in 403 logs. */
   readonly privilege: string;
   readonly cost: EndpointCost;
+  /**
+   * The PVE release that added the endpoint ("pve-manager 8.2.5"). Older releases answer 501: for
+   * such an endpoint that is no failure but a fact, logged once (and the session does not ask
+   * again for an hour). A 501 of an endpoint without `since` stays a failure (a wrong path, a proxy).
+   */
+  readonly since?: string;
 }
 
 /** A collector that turns PVE API data into metric families for /pve. */

@@ -259,7 +259,7 @@ export class PveClient {
     return { signal: new AbortController().signal, deadline: this.now() + this.module.timeout * 1000, module };
   }
 
-  /** The 501 this path answered recently, if it did: the endpoint is not in this PVE release. */
+  /** The 501 this path answered recently, if the session remembered one: the endpoint is not in this PVE release. */
   knownUnsupported(path: string): PveError | undefined {
     const e = this.unsupported.get(path);
     if (!e) return undefined;
@@ -271,7 +271,7 @@ export class PveClient {
   }
 
   /** Remembers a 501 of `path` (bounded: a few endpoints per target exist at all). */
-  private rememberUnsupported(path: string, error: PveError): void {
+  rememberUnsupported(path: string, error: PveError): void {
     if (this.unsupported.size >= 256) this.unsupported.clear();
     this.unsupported.set(path, { until: this.now() + UNSUPPORTED_RECHECK_MS, error });
   }
@@ -452,9 +452,7 @@ export class PveClient {
       throw new PveError('auth', path, `authentication failed: ${reason}`, 401);
     }
     if (res.statusCode < 200 || res.statusCode >= 300) {
-      const error = new PveError('http', path, reason, res.statusCode);
-      if (res.statusCode === 501 && method === 'GET') this.rememberUnsupported(path, error);
-      throw error;
+      throw new PveError('http', path, reason, res.statusCode);
     }
     let parsed: unknown;
     try {

@@ -111,15 +111,27 @@ export class PveSession {
     query?: Record<string, string>,
     ctx: RequestContext = this.ctx,
   ): Promise<T> {
-    // An endpoint this PVE release lacks (501 recently) is not asked again every scrape.
-    const unsupported = this.client.knownUnsupported(path);
-    if (unsupported) throw unsupported;
     try {
       const data = shape(await this.client.get<unknown>(path, ctx, query), path);
       this.succeeded++;
       return data;
     } catch (err) {
       this.failures.push(err instanceof PveError ? err : new PveError('parse', path, err instanceof Error ? err.message : String(err)));
+      throw err;
+    }
+  }
+
+  /**
+   * call() for an endpoint that older PVE releases lack: once it answered 501, it is not asked
+   * again for a while (the client remembers), so an old cluster costs no call per scrape.
+   */
+  private async callSince<T>(path: string, shape: (data: unknown, path: string) => T): Promise<T> {
+    const unsupported = this.client.knownUnsupported(path);
+    if (unsupported) throw unsupported;
+    try {
+      return await this.call(path, shape);
+    } catch (err) {
+      if (err instanceof PveError && err.status === 501) this.client.rememberUnsupported(path, err);
       throw err;
     }
   }
@@ -216,7 +228,7 @@ export class PveSession {
   metricsExport(): Promise<MetricsExportEntry[]> {
     const path = '/cluster/metrics/export';
     // The handler returns {data: [...]}, which the API wraps again: {"data": {"data": [...]}}.
-    return this.once(path, async () => this.call(path, (d, p) => asArray<MetricsExportEntry>(asObject<{ data?: unknown }>(d, p).data, p)));
+    return this.once(path, async () => this.callSince(path, (d, p) => asArray<MetricsExportEntry>(asObject<{ data?: unknown }>(d, p).data, p)));
   }
 
   /** /nodes/{node}/disks/zfs: the imported zpools. */
