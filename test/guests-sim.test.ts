@@ -247,3 +247,28 @@ describe('guest-filesystem collector', () => {
     }
   });
 });
+
+describe('generated cluster with the variants', () => {
+  test('every collector succeeds; the variants show; a warm scrape reads no agent, task list or task log', async () => {
+    const sim = await startSimulator({ generated: { nodes: 3, guestsPerNode: 12 }, variants: ['agent-not-running', 'backup-failed', 'ceph-health-warn'] });
+    const exporter = await startExporter(simModule(sim), ['--collector.guest-filesystem']);
+    const r = { sim, exporter };
+    try {
+      const exp = await scrape(r);
+      for (const c of ['guest-filesystem', 'backup', 'ha', 'ceph']) assert.equal(success(exp, c), 1, c);
+      const up = exp.get('pve_guest_agent_up')?.samples ?? new Map<string, number>();
+      assert.ok(up.size >= 2, 'the answering node has VMs with the agent');
+      assert.equal([...up.values()].filter((v) => v === 0).length, 1, 'one silent agent');
+      const failed = exp.get('pve_backup_last_failed')?.samples ?? new Map<string, number>();
+      assert.ok([...failed.values()].includes(1), 'a failed backup');
+      assert.equal(value(exp, 'pve_ceph_health_status', '{status="HEALTH_WARN"}'), 1);
+      sim.resetStats();
+      await scrape(r);
+      const paths = [...sim.stats().calls.keys()];
+      assert.deepEqual(paths.filter((p) => p.endsWith('/agent/get-fsinfo') || /\/tasks(\/|$)/.test(p)), []);
+    } finally {
+      await exporter.close();
+      await sim.close();
+    }
+  });
+});
