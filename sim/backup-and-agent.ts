@@ -9,6 +9,13 @@ import type { SimVariant } from './types.ts';
 
 export const TASK_LOG_TEMPLATE = '/nodes/{node}/tasks/{upid}/log';
 
+/** Every SimVariant, for command lines (sim/cli.ts, the demo) to check names against. */
+export const SIM_VARIANTS: readonly SimVariant[] = ['ceph-health-warn', 'no-ceph', 'agent-not-running', 'backup-failed'];
+
+export function isSimVariant(name: string): name is SimVariant {
+  return (SIM_VARIANTS as readonly string[]).includes(name);
+}
+
 /** The guest whose agent the "agent-not-running" variant stops: a running VM with the agent on, on the answering node if one is. */
 export function agentVariantGuest(model: ClusterModel): number | undefined {
   const candidates = [...model.guests.values()]
