@@ -8,6 +8,7 @@ import { buildHa, parseHaState } from '../src/collectors/ha.ts';
 import { buildGuestFilesystems } from '../src/collectors/guest-filesystem.ts';
 import { buildBackup, foldNodeTasks, parseVzdumpLog, type GuestBackupState } from '../src/collectors/backup.ts';
 import { agentSilence, isNoCephAnswer } from '../src/pve/session.ts';
+import { forEachLimited } from '../src/collectors/limited.ts';
 import { PveError } from '../src/pve/errors.ts';
 import type { BackupJob, CephStatus, GuestFsInfo, HaStatusEntry, NodeTask } from '../src/pve/types.ts';
 import { byNode, example, variant } from './helpers/fixtures.ts';
@@ -204,5 +205,32 @@ describe('backup', () => {
     assert.deepEqual([...series(fams, 'pve_backup_last_failed')], [['id=qemu/104', 1], ['id=lxc/201', 1]]);
     assert.deepEqual([...series(fams, 'pve_backup_last_success_timestamp_seconds')], [['id=qemu/104', 100]]);
     assert.equal(series(fams, 'pve_backup_last_run_timestamp_seconds').get('id=lxc/201'), 300);
+  });
+});
+
+describe('forEachLimited', () => {
+  test('never more than the limit in flight, every item once; no new call after the signal aborts', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const seen: number[] = [];
+    const items = Array.from({ length: 20 }, (_, i) => i);
+    await forEachLimited(items, 3, new AbortController().signal, async (i) => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      seen.push(i);
+      inFlight--;
+    });
+    assert.equal(most, 3);
+    assert.deepEqual([...seen].sort((a, b) => a - b), items);
+
+    const abort = new AbortController();
+    const started: number[] = [];
+    await forEachLimited(items, 2, abort.signal, async (i) => {
+      started.push(i);
+      if (i === 3) abort.abort();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    });
+    assert.ok(started.length <= 5, `stopped after the abort, started ${started.length}`);
   });
 });

@@ -9,6 +9,7 @@ import { MetricFamily, gauge } from '../exposition/family.ts';
 import { PveError } from '../pve/errors.ts';
 import type { PveSession } from '../pve/session.ts';
 import type { BackupJob, ClusterStatusNode, NodeTask } from '../pve/types.ts';
+import { forEachLimited } from './limited.ts';
 import { PartialFailure, labelValue, numberValue, type ScrapeCollector } from './types.ts';
 
 /** A guest's result in one vzdump run. */
@@ -153,6 +154,9 @@ export function buildBackup(jobs: readonly BackupJob[], guests: ReadonlyMap<numb
   return [info, enabled, next, success, run, failed];
 }
 
+/** Task log calls in flight at once per scrape (only a cold cache reads logs). */
+const TASK_LOGS_IN_FLIGHT = 4;
+
 async function collectBackups(s: PveSession): Promise<MetricFamily[]> {
   const [jobs, status, resources] = await Promise.all([s.backupJobs(), s.clusterStatus(), s.resources()]);
   // Offline nodes answer 595 for proxied calls; their guests' runs show once they are back.
@@ -160,33 +164,30 @@ async function collectBackups(s: PveSession): Promise<MetricFamily[]> {
   const guestIds = new Map<number, string>();
   for (const r of resources) if ((r.type === 'qemu' || r.type === 'lxc') && typeof r.vmid === 'number') guestIds.set(r.vmid, r.id);
   const failures: unknown[] = [];
-  const guests = new Map<number, GuestBackupState>();
-  const listed = new Set<string>();
-  let allListed = true;
+  const tasksByNode = new Map<string, NodeTask[]>();
   await Promise.all(
     nodes.map(async (node) => {
-      let tasks: NodeTask[];
       try {
-        tasks = await s.vzdumpTasks(node);
+        tasksByNode.set(node, await s.vzdumpTasks(node));
       } catch (err) {
         failures.push(err);
-        allListed = false;
-        return;
       }
-      const logs = new Map<string, ReadonlyMap<number, GuestBackupResult>>();
-      await Promise.all(
-        tasks.filter(needsLog).map(async (t) => {
-          listed.add(t.upid);
-          try {
-            logs.set(t.upid, await s.finishedTaskLog(t.node || node, t.upid, parseVzdumpLog));
-          } catch (err) {
-            failures.push(err);
-          }
-        }),
-      );
-      foldNodeTasks(tasks, (upid) => logs.get(upid), guests);
     }),
   );
+  const allListed = tasksByNode.size === nodes.length;
+  // Newest runs first: with a cold cache and a short deadline, the logs that decide are read first.
+  const needed = [...tasksByNode.values()].flat().filter(needsLog).sort((a, b) => (b.endtime ?? 0) - (a.endtime ?? 0));
+  const listed = new Set(needed.map((t) => t.upid));
+  const logs = new Map<string, ReadonlyMap<number, GuestBackupResult>>();
+  await forEachLimited(needed, TASK_LOGS_IN_FLIGHT, s.ctx.signal, async (t) => {
+    try {
+      logs.set(t.upid, await s.finishedTaskLog(t.node, t.upid, parseVzdumpLog));
+    } catch (err) {
+      failures.push(err);
+    }
+  });
+  const guests = new Map<number, GuestBackupState>();
+  for (const tasks of tasksByNode.values()) foldNodeTasks(tasks, (upid) => logs.get(upid), guests);
   if (allListed) s.retainTaskLogs(listed);
   const families = buildBackup(jobs, guests, guestIds);
   if (failures.length > 0) {

@@ -7,6 +7,7 @@ import { MetricFamily, gauge } from '../exposition/family.ts';
 import { PveError } from '../pve/errors.ts';
 import type { PveSession } from '../pve/session.ts';
 import type { GuestFsInfo } from '../pve/types.ts';
+import { forEachLimited } from './limited.ts';
 import { PartialFailure, numberValue, type ScrapeCollector } from './types.ts';
 
 /** What one guest's fsinfo call gave: the agent's answer, or the agent did not answer. */
@@ -65,6 +66,9 @@ export function buildGuestFilesystems(outcomes: readonly AgentFsOutcome[]): Metr
  */
 export const AGENT_CALL_TIMEOUT_MS = 4000;
 
+/** Agent calls in flight at once per scrape (the pool has --pve.concurrency connections, default 8). */
+export const AGENT_CALLS_IN_FLIGHT = 4;
+
 async function collectGuestFilesystems(s: PveSession): Promise<MetricFamily[]> {
   const node = (await s.localNode()).name;
   const [resources, configs] = await Promise.all([s.resources(), s.guestConfigs(node)]);
@@ -72,13 +76,16 @@ async function collectGuestFilesystems(s: PveSession): Promise<MetricFamily[]> {
     resources.filter((r) => r.type === 'qemu' && r.node === node && r.status === 'running' && !Number(r.template)).map((r) => r.vmid),
   );
   const agentGuests = configs.guests.filter((g) => g.type === 'qemu' && g.fields.agent && running.has(g.vmid));
-  const settled = await Promise.allSettled(agentGuests.map((g) => s.guestFsInfo(node, g.vmid, AGENT_CALL_TIMEOUT_MS)));
   const outcomes: AgentFsOutcome[] = [];
   const failures: unknown[] = [];
-  settled.forEach((r, i) => {
-    const id = `qemu/${agentGuests[i].vmid}`;
-    if (r.status === 'rejected') failures.push(r.reason);
-    else outcomes.push(r.value.up ? { id, up: true, fsinfo: r.value.fsinfo } : { id, up: false, reason: r.value.reason });
+  await forEachLimited(agentGuests, AGENT_CALLS_IN_FLIGHT, s.ctx.signal, async (g) => {
+    const id = `qemu/${g.vmid}`;
+    try {
+      const a = await s.guestFsInfo(node, g.vmid, AGENT_CALL_TIMEOUT_MS);
+      outcomes.push(a.up ? { id, up: true, fsinfo: a.fsinfo } : { id, up: false, reason: a.reason });
+    } catch (err) {
+      failures.push(err);
+    }
   });
   s.retainGuestFsInfo(new Set(agentGuests.map((g) => `qemu/${g.vmid}`)));
   const families = buildGuestFilesystems(outcomes);
