@@ -43,7 +43,7 @@ export function buildGuestFilesystems(outcomes: readonly AgentFsOutcome[]): Metr
     up.add1(o.id, o.up ? 1 : 0);
     if (!o.up) continue;
     const seen = new Set<string>();
-    for (const fs of o.fsinfo.result ?? []) {
+    for (const fs of Array.isArray(o.fsinfo.result) ? o.fsinfo.result : []) {
       const total = fs['total-bytes'];
       const usedBytes = fs['used-bytes'];
       if (total === undefined || usedBytes === undefined) continue;
