@@ -98,6 +98,20 @@ describe('403: the missing privilege is named, once; the rest of the scrape is u
     await sim?.close();
   });
 
+  test('the landing page shows each collector\'s endpoints, privilege and cost, and why one is off', async () => {
+    const page = (await get(`${exp.url}/`)).body;
+    assert.match(page, /<code>\/nodes\/\{node\}\/disks\/list<\/code> \(Sys\.Audit on \/ or on \/nodes\/\{node\}; per node\)/);
+    assert.match(page, /<code>\/nodes\/\{node\}\/qemu\/\{vmid\}\/config<\/code> \(VM\.Audit on \/vms\/\{vmid\}; per guest\)/);
+    // updates is on in this exporter: no "off" reason for it, but the table still names its privilege.
+    assert.match(page, /<code>\/nodes\/\{node\}\/apt\/update<\/code> \(Sys\.Modify on \/nodes\/\{node\}; per node\)/);
+    const defaults = await startExporter(simModule(sim));
+    try {
+      assert.match((await get(`${defaults.url}/`)).body, /Off by default: the call needs Sys\.Modify/);
+    } finally {
+      await defaults.close();
+    }
+  });
+
   test('updates fails with the privilege from the registry; every other collector succeeds', async () => {
     for (let i = 0; i < 3; i++) {
       const res = await get(`${exp.url}/pve?target=127.0.0.1`);
