@@ -648,3 +648,96 @@ test('uninstall (state absent): stop, timer, unit, reload, image, config, linger
   assert.match(again.stdout, /localhost\s+: ok=\d+\s+changed=0\s/);
   assert.deepEqual(takeCalls(world), []);
 });
+
+test('the role README carries the operations of seed 000', () => {
+  const readme = readFileSync(path.join(ROLE_DIR, 'README.md'), 'utf8');
+  const ops = readme.split('## Operations')[1]?.split('## Testing the role')[0];
+  assert.ok(ops, 'README section "Operations" missing');
+  for (const needle of [
+    'systemctl --user status pve-exporter.service',
+    'systemctl --user restart pve-exporter.service',
+    'journalctl --user -u pve-exporter.service',
+    'podman ps',
+    'podman inspect',
+    'podman images',
+    'podman image prune',
+    '/etc/subuid',
+    'Linger=yes',
+    '/usr/libexec/podman/quadlet --dryrun --user',
+    'podman auto-update',
+    '### Backup',
+    'curl -k https://pve1.example.com:8006/api2/json/version',
+    'PVEAPIToken=',
+    '## Uninstall',
+  ]) {
+    assert.ok(ops.includes(needle), `Operations section lacks ${needle}`);
+  }
+  // Every role variable is documented.
+  const defaults = parseYaml(readFileSync(path.join(ROLE_DIR, 'defaults/main.yml'), 'utf8')) as Record<string, unknown>;
+  for (const name of Object.keys(defaults)) assert.ok(readme.includes(`\`${name}\``), `README does not document ${name}`);
+});
+
+test('the example playbook sets an allow-list on every module', () => {
+  const site = parseYaml(readFileSync(path.join(ANSIBLE_DIR, 'examples/site.yml'), 'utf8')) as {
+    roles: { vars: { pve_exporter_pve_targets: Record<string, { targets?: string[] }> } }[];
+  }[];
+  const modules = Object.entries(site[0]!.roles[0]!.vars.pve_exporter_pve_targets);
+  assert.ok(modules.length >= 2);
+  for (const [name, m] of modules) assert.ok((m.targets?.length ?? 0) > 0, `example module ${name} has no targets`);
+});
+
+test('ca_file, fingerprint lists, server_name and targets: rendered, the CA copied and mounted', (t) => {
+  if (!requireTool(t, 'ansible-playbook', HINT)) return;
+  if (!requireTool(t, 'openssl', 'apt-get install openssl')) return;
+  const caKey = path.join(scratch, 'ca.key');
+  const caPem = path.join(scratch, 'pve-root-ca.pem');
+  const gen = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', caKey, '-out', caPem, '-subj', '/CN=PVE Cluster Manager CA', '-days', '2'], { encoding: 'utf8' });
+  assert.equal(gen.status, 0, gen.stderr);
+  const targets = {
+    'cluster a': { ...TARGETS['ve-01'], ca_file: caPem, server_name: 'pve.example.com', targets: ['*.pve.example.com', '192.0.2.0/24'] },
+    pinned: { ...TARGETS.lab, fingerprint: [FINGERPRINT, FINGERPRINT.replaceAll(':', '').toLowerCase()] },
+    open: { ...TARGETS.lab },
+  };
+  const r = render({ pve_exporter_pve_targets: targets, pve_exporter_pve_allowed_targets: ['pve9.example.com:8006'] });
+  assert.equal(r.result.status, 0, out(r.result));
+  const parsed = parseYaml(readFileSync(r.pveYml, 'utf8')) as Record<string, Record<string, unknown>>;
+  assert.deepEqual(parsed['cluster a'], {
+    ...TARGETS['ve-01'],
+    verify_ssl: true, // a CA is only used when verifying
+    ca_file: '/etc/prometheus/ca/cluster_a.pem',
+    server_name: 'pve.example.com',
+    targets: ['*.pve.example.com', '192.0.2.0/24'],
+  });
+  assert.deepEqual(parsed.pinned!.fingerprint, targets.pinned.fingerprint);
+  assert.deepEqual(parsed.pinned!.targets, ['pve9.example.com:8006'], 'role-wide allow-list');
+  assert.doesNotMatch(out(r.result), /module \\?"pinned\\?" has no targets/);
+
+  // The CA on the host, and the Volume= that puts it where pve.yml says.
+  const hostCa = path.join(path.dirname(r.pveYml), 'ca/cluster_a.pem');
+  assert.equal(readFileSync(hostCa, 'utf8'), readFileSync(caPem, 'utf8'));
+  assert.equal(statSync(hostCa).mode & 0o777, 0o644);
+  const volumes = unitAsObject(readFileSync(r.quadlet, 'utf8')).Container!.Volume!;
+  assert.deepEqual(volumes, [
+    '%h/.config/pve-exporter/pve.yml:/etc/prometheus/pve.yml:ro,Z',
+    '%h/.config/pve-exporter/ca:/etc/prometheus/ca:ro,Z',
+  ]);
+
+  // Without an allow-list anywhere, the role warns per module.
+  const open = render({ pve_exporter_pve_targets: { open: TARGETS.lab } });
+  assert.equal(open.result.status, 0, out(open.result));
+  assert.match(out(open.result), /WARNING: module \\?"open\\?" has no targets allow-list/);
+
+  // Bad values fail naming the module.
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ x: { ...TARGETS.lab, fingerprint: ['AB:CD'] } }, /\\?"x\\?"\]: fingerprint must be a SHA-256 fingerprint/],
+    [{ x: { ...TARGETS.lab, targets: 'pve1' } }, /\\?"x\\?"\]: fingerprint must be .* targets a\s+list/],
+    [{ x: { ...TARGETS.lab, ca_file: path.join(scratch, 'missing.pem') } }, /\\?"x\\?"\]\.ca_file must be a PEM file on the controller/],
+    [{ x: { ...TARGETS.lab, ca_file: caPem, verify_ssl: false } }, /verify_ssl must not be false/],
+  ];
+  for (const [bad, message] of cases) {
+    const b = render({ pve_exporter_pve_targets: bad });
+    assert.notEqual(b.result.status, 0, JSON.stringify(bad));
+    assert.match(out(b.result), message);
+  }
+});
