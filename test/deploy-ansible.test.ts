@@ -533,17 +533,19 @@ test('preflight: an Ansible older than the role minimum fails first, naming the 
   }
 });
 
-test('preflight: Podman older than 4.4 fails early, naming the version found, before the user exists', (t) => {
+test('preflight: Podman older than 4.6 (Quadlet 4.4 without the unit\'s keys) fails early, naming the version found, before the user exists', (t) => {
   if (!requireTool(t, 'ansible-playbook', HINT)) return;
   const world = stubbedWorld();
   const r = runStubbed(world, { pve_exporter_pve_targets: ONE_MODULE }, { STUB_PODMAN_VERSION: '4.3.1' });
   assert.notEqual(r.status, 0, out(r));
-  assert.match(out(r), /Podman 4\.3\.1 found on localhost; Quadlet \(the \.container unit this role writes\) needs Podman 4\.4 or newer/);
+  assert.match(out(r), /Podman 4\.3\.1 found on localhost; the Quadlet unit\s+this role writes needs Podman 4\.6 or newer/);
   assert.deepEqual(takeCalls(world), [], 'the role changed something before failing');
   assert.equal(existsSync(path.join(world.home, '.config')), false);
 
-  // 4.4.0 passes that check (and the run goes on).
-  const ok = runStubbed(stubbedWorld(), { pve_exporter_pve_targets: ONE_MODULE, pve_exporter_health_check: false }, { STUB_PODMAN_VERSION: '4.4.0' });
+  // Quadlet without the unit's keys (4.5) is refused too; 4.6.0 passes and the run goes on.
+  const older = runStubbed(stubbedWorld(), { pve_exporter_pve_targets: ONE_MODULE }, { STUB_PODMAN_VERSION: '4.5.1' });
+  assert.match(out(older), /Podman 4\.5\.1 found on localhost/);
+  const ok = runStubbed(stubbedWorld(), { pve_exporter_pve_targets: ONE_MODULE, pve_exporter_health_check: false }, { STUB_PODMAN_VERSION: '4.6.0' });
   assert.equal(ok.status, 0, out(ok));
 });
 
