@@ -743,3 +743,21 @@ test('ca_file, fingerprint lists, server_name and targets: rendered, the CA copi
     assert.match(out(b.result), message);
   }
 });
+
+test('uninstall of a render-only setup removes the rendered files and touches nothing else', (t) => {
+  if (!requireTool(t, 'ansible-playbook', HINT)) return;
+  const first = render({ pve_exporter_pve_targets: TARGETS });
+  assert.equal(first.result.status, 0, out(first.result));
+  assert.ok(existsSync(first.quadlet) && existsSync(first.pveYml));
+  const gone = render({ pve_exporter_state: 'absent' }, first.root);
+  assert.equal(gone.result.status, 0, out(gone.result));
+  assert.equal(existsSync(first.quadlet), false);
+  assert.equal(existsSync(path.dirname(first.pveYml)), false);
+  // The system side (user lookup, systemctl, podman, userdel) is skipped as a whole.
+  const systemSide = gone.result.stdout.split('TASK [pve_exporter : Look up the service user]')[1]?.split('PLAY RECAP')[0];
+  assert.ok(systemSide?.includes('Remove the service user'), gone.result.stdout);
+  assert.doesNotMatch(systemSide!, /^(ok|changed|fatal):/m);
+  const bad = render({ pve_exporter_state: 'gone', pve_exporter_pve_targets: TARGETS });
+  assert.notEqual(bad.result.status, 0);
+  assert.match(out(bad.result), /value of pve_exporter_state must be one of: present, absent|pve_exporter_state must be present or absent/);
+});
