@@ -9,7 +9,7 @@ import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { loadConfig } from '../src/config.ts';
+import { loadConfig, parseConfigText } from '../src/config.ts';
 import { getFreePort, waitForHttp } from './helpers/net.ts';
 import { requireTool } from './helpers/tools.ts';
 import { parseUnit } from './helpers/unit-file.ts';
@@ -724,6 +724,29 @@ test('ca_file, fingerprint lists, server_name and targets: rendered, the CA copi
     '%h/.config/pve-exporter/pve.yml:/etc/prometheus/pve.yml:ro,Z',
     '%h/.config/pve-exporter/ca:/etc/prometheus/ca:ro,Z',
   ]);
+
+  // The exporter loads the file as the container sees it: each Volume= maps a host path (%h is
+  // the user's home) to a container path, so rewrite the container paths back to the host's.
+  const home = path.dirname(path.dirname(path.dirname(r.pveYml)));
+  let asContainerSeesIt = readFileSync(r.pveYml, 'utf8');
+  for (const v of volumes) {
+    const [host, inContainer] = v.split(':') as [string, string];
+    asContainerSeesIt = asContainerSeesIt.replaceAll(`"${inContainer}/`, `"${host.replace('%h', home)}/`);
+  }
+  const config = parseConfigText(asContainerSeesIt, r.pveYml);
+  const clusterA = config.modules.get('cluster a')!;
+  assert.equal(clusterA.caFile, hostCa);
+  assert.match(clusterA.ca ?? '', /-----BEGIN CERTIFICATE-----/);
+  assert.equal(clusterA.verifySsl, true);
+  assert.equal(clusterA.serverName, 'pve.example.com');
+  assert.deepEqual(clusterA.targets?.entries, ['*.pve.example.com', '192.0.2.0/24']);
+  assert.equal(clusterA.targets?.allows('pve2.pve.example.com', 8006), true);
+  assert.equal(clusterA.targets?.allows('catcher.example.org', 8006), false);
+  assert.deepEqual(config.modules.get('pinned')!.fingerprints, [FINGERPRINT]);
+  assert.equal(config.modules.get('pinned')!.targets?.allows('pve9.example.com', 8006), true);
+  assert.equal(config.modules.get('pinned')!.targets?.allows('pve9.example.com', 8007), false);
+  // No module is left without an allow-list, so the exporter has nothing to warn about.
+  assert.deepEqual(config.warnings.filter((w) => /allow-list/.test(w)), []);
 
   // Without an allow-list anywhere, the role warns per module.
   const open = render({ pve_exporter_pve_targets: { open: TARGETS.lab } });

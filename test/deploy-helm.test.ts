@@ -425,6 +425,28 @@ test('ca from a Secret: mounted read-only and set as ca_file (verify_ssl true) o
   assert.equal(pveYml.pinned!.ca_file, undefined);
   assert.equal(pveYml.pinned!.verify_ssl, false);
   assert.deepEqual(pveYml.pinned!.fingerprint, values.config.pinned.fingerprint);
+  // A pinning module gets no CA either (the pin replaces chain validation), even with verify_ssl on.
+  const pinnedOn = renderedPveYml(render('ci/tls-values.yaml', { config: { pinned: { verify_ssl: true } } }));
+  assert.equal(pinnedOn.pinned!.ca_file, undefined);
+
+  // The exporter loads that pve.yml as the pod sees it: the CA volume at /etc/pve-exporter/ca.
+  const caDir = mkdtempSync(path.join(scratch, 'ca-'));
+  const gen = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', path.join(caDir, 'ca.key'), '-out', path.join(caDir, 'ca.pem'), '-subj', '/CN=PVE Cluster Manager CA', '-days', '2'], { encoding: 'utf8' });
+  assert.equal(gen.status, 0, gen.stderr);
+  const text = Buffer.from(only(objects, 'Secret').data['pve.yml'], 'base64').toString('utf8').replaceAll('/etc/pve-exporter/ca/', `${caDir}/`);
+  const loaded = parseConfigText(text, 'secret/pve.yml');
+  const clusterCa = loaded.modules.get('cluster-ca')!;
+  assert.equal(clusterCa.caFile, path.join(caDir, 'ca.pem'));
+  assert.equal(clusterCa.verifySsl, true);
+  assert.equal(clusterCa.serverName, 'pve.example.com');
+  assert.equal(clusterCa.targets?.allows(`pve1.${RELEASE}-pve-exporter-hypervisors.${NS}.svc`, 8006), true);
+  assert.equal(clusterCa.targets?.allows('catcher.example.org', 8006), false);
+  assert.equal(loaded.modules.get('pinned')!.fingerprints.length, 2);
+  assert.equal(loaded.modules.get('own-list')!.targets?.allows('pve9.example.com', 8443), true);
+  assert.equal(loaded.modules.get('own-list')!.targets?.allows('pve9.example.com', 8006), false);
+  assert.deepEqual(loaded.warnings, [], 'every module has an allow-list and a usable CA or pin');
+
   // A module's own ca_file is kept.
   const own = render('ci/tls-values.yaml', { config: { 'cluster-ca': { ca_file: '/etc/prometheus/other.pem' } } });
   assert.equal(renderedPveYml(own)['cluster-ca']!.ca_file, '/etc/prometheus/other.pem');

@@ -71,7 +71,8 @@ The rendered pve.yml. Fails early with a message saying what to set.
 {{- $modules := dict }}
 {{- range $name, $module := .Values.config }}
 {{- $m := deepCopy $module }}
-{{- if and $caFile (not (hasKey $m "ca_file")) (ne (toString (get $m "verify_ssl")) "false") }}
+{{- /* A fingerprint pin replaces chain validation, so pinned modules get no CA. */}}
+{{- if and $caFile (not (hasKey $m "ca_file")) (not (hasKey $m "fingerprint")) (ne (toString (get $m "verify_ssl")) "false") }}
 {{- $_ := set $m "ca_file" $caFile }}
 {{- $_ := set $m "verify_ssl" true }}
 {{- end }}
