@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -514,4 +514,31 @@ test('the schema accepts fingerprint lists, server_name and targets, and rejects
     [{ config: { a: module }, ca: { secretName: 'x', key: '' } }, /ca\.key/],
   ];
   for (const [values, message] of cases) expectFailure([values], message);
+});
+
+/**
+ * NOTES.txt as helm renders it after an install. `helm template` skips NOTES.txt, so a copy of
+ * the chart feeds the file through `tpl` inside a ConfigMap, with the chart's own helpers.
+ */
+function renderNotes(values: object): string {
+  const copy = path.join(scratch, `chart-notes-${++valuesCount}`);
+  cpSync(CHART, copy, { recursive: true });
+  cpSync(path.join(copy, 'templates/NOTES.txt'), path.join(copy, 'notes-under-test.txt'));
+  writeFileSync(
+    path.join(copy, 'templates/notes-under-test.yaml'),
+    'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-under-test\ndata:\n  notes: {{ tpl (.Files.Get "notes-under-test.txt") . | quote }}\n',
+  );
+  const r = helm(['template', RELEASE, copy, '--namespace', NS, '-f', valuesFile(values), '--show-only', 'templates/notes-under-test.yaml']);
+  assert.equal(r.status, 0, r.stderr);
+  return (parseYaml(r.stdout) as { data: { notes: string } }).data.notes;
+}
+
+test('NOTES warn about modules without an allow-list, and only about those', (t) => {
+  if (!requireHelm(t)) return;
+  const open = renderNotes(ciValues('default-values.yaml'));
+  assert.match(open, /WARNING: module\(s\) default have no targets allow-list/);
+  const closed = renderNotes(ciValues('tls-values.yaml'));
+  assert.doesNotMatch(closed, /WARNING/);
+  const mixed = renderNotes({ config: { ...ciValues('default-values.yaml').config, b: { ...ciValues('default-values.yaml').config.default, targets: ['pve1'] } } });
+  assert.match(mixed, /WARNING: module\(s\) default have no/);
 });
