@@ -124,7 +124,7 @@ const TARGETS = {
 
 test('ansible-playbook --syntax-check accepts the test and example playbooks', (t) => {
   if (!requireTool(t, 'ansible-playbook', HINT)) return;
-  for (const playbook of ['tests/render.yml', 'examples/site.yml']) {
+  for (const playbook of ['tests/render.yml', 'tests/stubbed.yml', 'examples/site.yml']) {
     const r = run('ansible-playbook', ['--syntax-check', '-i', 'localhost,', playbook]);
     assert.equal(r.status, 0, `${playbook}: ${out(r)}`);
     assert.match(r.stdout, new RegExp(`playbook: ${playbook.replace('.', '\\.')}`));
