@@ -204,6 +204,16 @@ function assertOnePerProblem(c: Count, what: string): void {
   assert.deepEqual(c.unexpected, [], `${what}: alerts for no known problem`);
 }
 
+test("the quick start's pve.yml verifies TLS in a way that works for every node of a cluster", () => {
+  const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+  const blocks = codeBlocks(markdownSection(readme, 'Quick start')).filter((b) => b.lang === 'yaml' && /^default:/m.test(b.text));
+  assert.equal(blocks.length, 1, 'the quick start must have one pve.yml block');
+  const module = (YAML.parse(blocks[0].text) as { default: Record<string, unknown> }).default;
+  // One pinned fingerprint matches one node's certificate; the other nodes would fail.
+  assert.ok(typeof module.fingerprint !== 'string', 'the quick start pins a single fingerprint, which fails on every other node of a cluster');
+  assert.ok(module.ca_file !== undefined || Array.isArray(module.fingerprint) || module.verify_ssl !== undefined, 'the quick start says nothing about TLS');
+});
+
 test('the quick start has one cluster-scope job, one node-scope job and the exporter job', () => {
   const cfg = YAML.parse(quickStartPrometheusBlock()) as {
     rule_files: string[];
