@@ -50,7 +50,8 @@ before(async () => {
     simModule(sim, 'wrongpin', { fingerprint: Array(32).fill('AB').join(':') }) +
     simModule(oddSim, 'othername', { fingerprint: undefined, ca_file: sim.caFile }) +
     simModule(sim, 'badtoken', { token_value: '00000000-0000-4000-8000-000000000000' }) +
-    simModule(sim, 'slow', { timeout: 1 });
+    simModule(sim, 'slow', { timeout: 1 }) +
+    simModule(sim, 'allowlist', { targets: ['127.0.0.12'] });
   exporter = await startExporter(config);
   closedPort = await new Promise<number>((resolve, reject) => {
     const srv = net.createServer();
@@ -165,6 +166,13 @@ const cases: MessageCase[] = [
         sim.clearFaults();
       }
     },
+  },
+  {
+    name: 'target not on the allow-list',
+    heading: 'is not in the targets allow-list',
+    fragments: [/403/, /is not in the targets allow-list/, /no connection was made/],
+    fix: /`targets:`/,
+    produce: async () => `403 ${await scrapeError(`${node1()}&module=allowlist`, 403)}`,
   },
   {
     name: 'unknown module',
