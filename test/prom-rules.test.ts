@@ -239,6 +239,24 @@ test('docs/alerting.md lists every alert in its table and gives each a section',
   for (const name of tableRows) assert.ok(alertNames().includes(name), `docs/alerting.md lists ${name}, which is not a shipped alert`);
 });
 
+test("docs/alerting.md's table gives each alert's severity and `for` as the rules have them", () => {
+  const doc = readFileSync(path.join(repoRoot, 'docs', 'alerting.md'), 'utf8');
+  const rows = new Map([...doc.matchAll(/^\| \[(Pve\w+)\]\(#[\w-]+\) \| ([^|]+) \| ([^|]+) \|/gm)].map((m) => [m[1], { severity: m[2].trim(), for: m[3].trim() }]));
+  for (const file of ruleFiles()) {
+    for (const g of readRuleFile(file).groups) {
+      for (const r of g.rules as { alert?: string; for?: string; labels?: Record<string, string> }[]) {
+        if (!r.alert) continue;
+        const row = rows.get(r.alert);
+        assert.ok(row, `${r.alert} not in the table`);
+        assert.equal(row.for, r.for ?? '0s', `${r.alert}: the table says for ${row.for}, the rule ${r.for}`);
+        const sev = r.labels?.severity ?? '';
+        const literals = sev.includes('{{') ? [...sev.matchAll(/\}\}([a-z]+)\{\{/g)].map((m) => m[1]) : [sev];
+        for (const l of literals) assert.ok(row.severity.includes(l), `${r.alert}: table severity ${row.severity}, rule has ${l}`);
+      }
+    }
+  }
+});
+
 // The runbooks of alerts about the exporter itself must work for whichever way it is deployed:
 // whenever a runbook sends the reader to the exporter's service or log, it does so for systemd,
 // Quadlet, a plain container and Kubernetes alike.
