@@ -2,7 +2,10 @@
 // of "Quick start" is taken from README.md exactly as written, only its addresses swapped for the
 // simulator's loopback node addresses and the exporter's port, and loaded by a real Prometheus
 // with the shipped rules, against the real exporter and a simulated three-node cluster with known
-// problems. Each problem must fire exactly one alert, and nothing else may fire.
+// problems. The exporter runs with the quick start's pve.yml (step 2) with only what loopback
+// needs swapped in (the simulator's credentials, CA file and port, loopback addresses for the node
+// names of its `targets` allow-list). Each problem must fire exactly one alert, and nothing else
+// may fire.
 //
 // The same is checked for the reference exporter's usual layout (cluster=1&node=1 on every node,
 // so every cluster-wide series is stored three times): the rules aggregate alerts about PVE
@@ -25,7 +28,6 @@ import { codeBlocks, markdownSection } from './helpers/markdown.ts';
 import { alertNames, repoRoot } from './helpers/prom-expressions.ts';
 import {
   alerts,
-  moduleFor,
   ruleFilesWithFor,
   startExporter,
   startPrometheus,
@@ -44,6 +46,31 @@ function quickStartPrometheusBlock(): string {
   const blocks = codeBlocks(markdownSection(readme, 'Quick start')).filter((b) => b.lang === 'yaml' && /^scrape_configs:/m.test(b.text));
   assert.equal(blocks.length, 1, 'the quick start must have exactly one YAML block with scrape_configs');
   return blocks[0].text;
+}
+
+/** The quick start's pve.yml module (step 2), as written. */
+function quickStartModule(): Record<string, unknown> {
+  const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+  const blocks = codeBlocks(markdownSection(readme, 'Quick start')).filter((b) => b.lang === 'yaml' && /^default:/m.test(b.text));
+  assert.equal(blocks.length, 1, 'the quick start must have one pve.yml block');
+  return (YAML.parse(blocks[0].text) as { default: Record<string, unknown> }).default;
+}
+
+/**
+ * The quick start's module with what cannot be the same on loopback swapped in: the simulator's
+ * credentials, its CA file and port, and the node names in `targets` (the allow-list) for their
+ * loopback addresses. Every other key stays as the README has it.
+ */
+function quickStartModuleFor(sim: Simulator, map: Record<string, string>): Record<string, unknown> {
+  const m = { ...quickStartModule() };
+  for (const k of ['user', 'token_name', 'token_value', 'ca_file']) assert.ok(k in m, `the quick start's pve.yml has no ${k}`);
+  m.user = sim.credentials.user;
+  m.token_name = sim.credentials.tokenName;
+  m.token_value = sim.credentials.tokenValue;
+  m.ca_file = sim.caFile;
+  m.port = sim.port;
+  if (Array.isArray(m.targets)) m.targets = m.targets.map((t) => (typeof t === 'string' && t in map ? map[t] : t));
+  return m;
 }
 
 /** Node names of the quick start (pve1.example.com, ...) -> the simulator's node addresses. */
@@ -205,10 +232,7 @@ function assertOnePerProblem(c: Count, what: string): void {
 }
 
 test("the quick start's pve.yml verifies TLS in a way that works for every node of a cluster", () => {
-  const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
-  const blocks = codeBlocks(markdownSection(readme, 'Quick start')).filter((b) => b.lang === 'yaml' && /^default:/m.test(b.text));
-  assert.equal(blocks.length, 1, 'the quick start must have one pve.yml block');
-  const module = (YAML.parse(blocks[0].text) as { default: Record<string, unknown> }).default;
+  const module = quickStartModule();
   // One pinned fingerprint matches one node's certificate; the other nodes would fail.
   assert.ok(typeof module.fingerprint !== 'string', 'the quick start pins a single fingerprint, which fails on every other node of a cluster');
   assert.ok(module.ca_file !== undefined || Array.isArray(module.fingerprint) || module.verify_ssl !== undefined, 'the quick start says nothing about TLS');
@@ -247,7 +271,8 @@ describe('the README quick start against a three-node cluster with known problem
     sim.setGuestStatus(100, 'stopped'); // onboot=1, stopped
     sim.setStorageAvailable('cephpool', false); // the shared Ceph pool, on every node
     sim.addFault({ path: '/nodes/pve2/subscription', status: 403, reason: 'Permission check failed (/nodes/pve2, Sys.Audit)' });
-    exporter = await startExporter(tmp, { default: moduleFor(sim) });
+    // The exporter's address is only known once it listens: the node names are all pve.yml needs.
+    exporter = await startExporter(tmp, { default: quickStartModuleFor(sim, addressMap(sim, '')) });
     const map = addressMap(sim, exporter.address);
     const quickDir = path.join(tmp, 'quick');
     const legacyDir = path.join(tmp, 'legacy');
