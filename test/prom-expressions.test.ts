@@ -7,9 +7,7 @@
 // collector failing, a storage unavailable), PVE refusing the token, a broken pve.yml reloaded,
 // and the exporter gone. The few expressions that no simulator state can make non-empty are
 // listed in EMPTY_BY_DESIGN with the reason, and there their underlying query (the same expression
-// without its alert threshold) must return data. An alert on a metric the exporter does not
-// export yet (`untilExported`) is held to that only once the metric appears on /metrics; until
-// then it must parse, and the test says that it was not checked further.
+// without its alert threshold) must return data.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -46,13 +44,11 @@ const haveTools = hasTool('promtool') && hasTool('prometheus');
  * Expressions that stay empty in every state the simulator can produce. `strip` is the alert
  * threshold (or thresholds) removed (verbatim, each exactly once) from the shipped expression to
  * get the underlying query, which must return data: that checks the selectors, joins and labels
- * the alert relies on. With `untilExported`, the entry only applies while the exporter does not
- * export that metric; once it does, the alert must return data in some stage like any other.
+ * the alert relies on.
  */
 interface EmptyByDesign {
   why: string;
   strip: string | string[];
-  untilExported?: string;
 }
 const EMPTY_BY_DESIGN: Record<string, EmptyByDesign> = {
   'alert/PveQDeviceDisconnected': {
@@ -86,11 +82,6 @@ const EMPTY_BY_DESIGN: Record<string, EmptyByDesign> = {
   'alert/PveScrapeNearTimeout': {
     why: 'scrapes of the simulator take milliseconds; without the extra-scrape-metrics flag the rule assumes a 10 s timeout',
     strip: ' > 0.8',
-  },
-  'alert/PveExporterConfigReloadFailed': {
-    why: 'pve_exporter_config_last_reload_successful comes with the reload work of the web layer; until the exporter exports it, nothing can make the alert fire',
-    strip: ' == 0',
-    untilExported: 'pve_exporter_config_last_reload_successful',
   },
 };
 
@@ -163,13 +154,9 @@ interface Stage {
   enter(): Promise<void> | void;
   /** Expressions that must all return data before the stage is evaluated. */
   ready: string[];
-  /** A further condition to wait for, when the state does not show in PromQL everywhere. */
-  readyCheck?: () => Promise<boolean>;
 }
 
-/** The `untilExported` metrics that the exporter under test does export (seen when healthy). */
-const exportedMetrics = new Set<string>();
-const RELOAD_METRIC = 'pve_exporter_config_last_reload_successful';
+
 
 const stages: Stage[] = [
   {
@@ -209,18 +196,14 @@ const stages: Stage[] = [
     ready: ['up{job="pve-cluster", cluster="pvec"} == 0', 'count_over_time(pve_request_errors_total[10s]) >= 3'],
   },
   {
-    // A broken pve.yml, reloaded with SIGHUP: the exporter keeps the old configuration and, where
-    // it exports the reload metric, reports the failure there.
+    // A broken pve.yml, reloaded with SIGHUP: the exporter keeps the old configuration and
+    // reports the failure on /metrics.
     name: 'config reload fails',
     enter: () => {
       writeFileSync(path.join(tmp, 'pve.yml'), 'prod: [this is not a module\n');
       exporter!.proc.kill('SIGHUP');
     },
-    ready: [],
-    readyCheck: async () =>
-      exportedMetrics.has(RELOAD_METRIC)
-        ? (await query(prom!.url, `${RELOAD_METRIC} == 0`)).length > 0
-        : /reload/i.test(exporter!.output()),
+    ready: ['pve_exporter_config_last_reload_successful == 0'],
   },
   {
     name: 'exporter stopped',
@@ -238,7 +221,7 @@ test('every shipped PromQL expression parses and returns data when the simulator
   }
 
   // The underlying queries of EMPTY_BY_DESIGN, evaluated in the healthy stage.
-  const probes = Object.entries(EMPTY_BY_DESIGN).map(([key, { why, strip, untilExported }]) => {
+  const probes = Object.entries(EMPTY_BY_DESIGN).map(([key, { why, strip }]) => {
     const e = exprs.find((x) => x.key === key)!;
     let expr = e.raw;
     for (const s of Array.isArray(strip) ? strip : [strip]) {
@@ -246,7 +229,7 @@ test('every shipped PromQL expression parses and returns data when the simulator
       assert.equal(parts.length, 2, `${key}: "${s}" must occur exactly once in ${e.raw}`);
       expr = parts.join('');
     }
-    return { key, why, expr, untilExported };
+    return { key, why, expr };
   });
   const probeResults = new Map<string, Sample[]>();
 
@@ -273,7 +256,6 @@ test('every shipped PromQL expression parses and returns data when the simulator
     for (const r of stage.ready) {
       await waitUntil(`[${stage.name}] ${r}`, async () => (await query(prom!.url, r)).length > 0, 30_000).catch(withLogs);
     }
-    if (stage.readyCheck) await waitUntil(`[${stage.name}] ready`, stage.readyCheck, 30_000).catch(withLogs);
     // Let the rules see the new state for a few evaluation rounds.
     await sleep(2500);
     const results = new Map<string, Sample[]>();
@@ -286,9 +268,6 @@ test('every shipped PromQL expression parses and returns data when the simulator
     byStage.set(stage.name, results);
 
     if (stage.name === 'healthy') {
-      for (const p of probes) {
-        if (p.untilExported !== undefined && (await query(prom!.url, p.untilExported)).length > 0) exportedMetrics.add(p.untilExported);
-      }
       for (const p of probes) {
         try {
           probeResults.set(p.key, await query(prom!.url, p.expr));
@@ -311,13 +290,7 @@ test('every shipped PromQL expression parses and returns data when the simulator
 
   assert.deepEqual(parseErrors, [], `expressions Prometheus rejects:\n${parseErrors.join('\n')}`);
 
-  // An untilExported entry whose metric now exists is an ordinary expression again.
-  const activeProbes = probes.filter((p) => p.untilExported === undefined || !exportedMetrics.has(p.untilExported));
-  for (const p of activeProbes) {
-    if (p.untilExported !== undefined) t.diagnostic(`${p.key}: ${p.untilExported} is not exported by this exporter; only parsing was checked (${p.why})`);
-  }
-  const exempt = new Set(activeProbes.map((p) => p.key));
-  const missing = exprs.filter((e) => !withData.has(e.key) && !exempt.has(e.key));
+  const missing = exprs.filter((e) => !withData.has(e.key) && !(e.key in EMPTY_BY_DESIGN));
   assert.deepEqual(
     missing.map((e) => e.key),
     [],
@@ -325,9 +298,8 @@ test('every shipped PromQL expression parses and returns data when the simulator
   );
 
   // The exceptions must stay exceptional: empty everywhere, and their underlying query has data.
-  for (const p of activeProbes) {
+  for (const p of probes) {
     assert.equal(withData.get(p.key), undefined, `${p.key} returned data (${withData.get(p.key)}); remove it from EMPTY_BY_DESIGN`);
-    if (p.untilExported !== undefined) continue; // its metric does not exist: nothing underneath to return data
     assert.ok((probeResults.get(p.key) ?? []).length > 0, `${p.key} (${p.why}): underlying query returned nothing:\n  ${p.expr}`);
   }
 
@@ -395,6 +367,12 @@ test('every shipped PromQL expression parses and returns data when the simulator
   assert.deepEqual(
     (trouble.get('alert/PveStorageUnavailable') ?? []).map((s) => `${s.metric.cluster} ${s.metric.node} ${s.metric.storage}`),
     ['pvec pve1 tank'],
+  );
+  // A broken pve.yml reloaded: one alert, for the one exporter; none before.
+  assert.deepEqual(healthy.get('alert/PveExporterConfigReloadFailed'), []);
+  assert.deepEqual(
+    (byStage.get('config reload fails')!.get('alert/PveExporterConfigReloadFailed') ?? []).map((s) => s.metric.job),
+    ['pve-exporter'],
   );
   // The other cluster is not affected by the trouble in pvec.
   assert.deepEqual((trouble.get('alert/PveNodeDown') ?? []).filter((s) => s.metric.cluster === 'lab'), []);

@@ -155,8 +155,8 @@ const cases: MessageCase[] = [
   },
   {
     name: 'PVE too slow',
-    heading: 'no answer within the module timeout',
-    fragments: [/no answer within the module timeout/],
+    heading: 'within the module timeout',
+    fragments: [/within the module timeout/],
     fix: /timeout:/,
     produce: async () => {
       sim.addFault({ path: '/cluster/status', hang: true });
