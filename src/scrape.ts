@@ -190,7 +190,7 @@ function describeFor(c: ScrapeCollector, err: unknown): string {
   const text = describe(err);
   if (!(err instanceof PveError) || err.status !== 403) return text;
   const use = endpointOf(c, err.path);
-  return use ? `${text} (the ${c.name} collector needs ${use.privilege})` : text;
+  return use ? `${text} (privilege for ${use.path}: ${use.privilege})` : text;
 }
 
 /** The registry entry of the endpoint `path` (a concrete API path) of collector `c`. */

@@ -99,6 +99,20 @@ describe('403: the missing privilege is named, once; the rest of the scrape is u
     await sim?.close();
   });
 
+  test('the landing page shows each collector\'s endpoints, privilege and cost, and why one is off', async () => {
+    const page = (await get(`${exp.url}/`)).body;
+    assert.match(page, /<code>\/nodes\/\{node\}\/disks\/list<\/code> \(Sys\.Audit on \/ or on \/nodes\/\{node\}; per node\)/);
+    assert.match(page, /<code>\/nodes\/\{node\}\/qemu\/\{vmid\}\/config<\/code> \(VM\.Audit on \/vms\/\{vmid\}; per guest\)/);
+    // updates is on in this exporter: no "off" reason for it, but the table still names its privilege.
+    assert.match(page, /<code>\/nodes\/\{node\}\/apt\/update<\/code> \(Sys\.Modify on \/nodes\/\{node\}; per node\)/);
+    const defaults = await startExporter(simModule(sim));
+    try {
+      assert.match((await get(`${defaults.url}/`)).body, /Off by default: the call needs Sys\.Modify/);
+    } finally {
+      await defaults.close();
+    }
+  });
+
   test('updates fails with the privilege from the registry; every other collector succeeds', async () => {
     for (let i = 0; i < 3; i++) {
       const res = await get(`${exp.url}/pve?target=127.0.0.1`);
@@ -110,7 +124,7 @@ describe('403: the missing privilege is named, once; the rest of the scrape is u
     const warnings = exp.logs.filter((l) => l.includes('"collector":"updates"') && l.includes('collection failed'));
     assert.equal(warnings.length, 1, `logged once over three scrapes: ${warnings.join('\n')}`);
     assert.match(warnings[0], /Permission check failed \(\/nodes\/pve1, Sys\.Modify\)/);
-    assert.match(warnings[0], /the updates collector needs Sys\.Modify on \/nodes\/\{node\}/);
+    assert.match(warnings[0], /\(privilege for \/nodes\/\{node\}\/apt\/update: Sys\.Modify on \/nodes\/\{node\}\)/);
     // A definite 403 is not papered over by a cache entry: each scrape asks again (the TTL cache stores answers only).
     assert.equal(sim.stats().calls.get('/nodes/pve1/apt/update'), 3);
   });
@@ -206,7 +220,7 @@ describe('TTL cache of a collector, on an injected clock', () => {
     advance(200);
     const denied = await scrape();
     assert.equal(outcome(denied, 'disks')?.ok, false);
-    assert.match(outcome(denied, 'disks')?.error ?? '', /needs Sys\.Audit on \/ or on \/nodes\/\{node\}/);
+    assert.match(outcome(denied, 'disks')?.error ?? '', /privilege for \/nodes\/\{node\}\/disks\/list: Sys\.Audit on \/ or on \/nodes\/\{node\}/);
     assert.equal(hasDiskSeries(denied), false);
     assert.equal(outcome(denied, 'zfs')?.ok, true, 'the rest of the scrape is unaffected');
     assert.equal(await staleCount(), 1);

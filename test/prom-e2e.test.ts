@@ -10,9 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { startSimulator } from '../sim/index.ts';
 import type { Simulator } from '../sim/types.ts';
+import { SCRAPE_COLLECTORS } from '../src/collectors/registry.ts';
 import { hasTool, requireTool } from './helpers/tools.ts';
 import { compatFile } from './helpers/fixtures.ts';
-import { SCRAPE_COLLECTORS } from '../src/collectors/registry.ts';
 import {
   PROMETHEUS_ACCEPT,
   activeTargets,
@@ -168,12 +168,12 @@ test('pve_up has every reference series, with instance relabelled to the PVE tar
   assert.equal(coll[0].metric.instance, exporter!.address);
   const collectors = await query(prom!.url, 'pve_exporter_collector_success');
   const byJob = (job: string): string[] => [...new Set(collectors.filter((s) => s.metric.job === job).map((s) => s.metric.collector))].sort();
-  // Every collector on by default, of the scope each job asks for (the registry says which).
-  const defaultOn = (scope: string): string[] => SCRAPE_COLLECTORS.filter((c) => c.defaultEnabled && c.scope === scope).map((c) => c.name).sort();
-  assert.deepEqual(byJob('pve-cluster'), defaultOn('cluster'));
-  assert.ok(byJob('pve-cluster').includes('backup-info'));
-  assert.deepEqual(byJob('pve-node'), defaultOn('node'));
-  assert.ok(byJob('pve-node').includes('subscription'));
+  // Every collector on by default, per scope (from the registry, so new collectors are covered).
+  const defaults = (scope: string) => SCRAPE_COLLECTORS.filter((c) => c.defaultEnabled && c.scope === scope).map((c) => c.name).sort();
+  assert.deepEqual(byJob('pve-cluster'), defaults('cluster'));
+  assert.deepEqual(byJob('pve-node'), defaults('node'));
+  for (const name of ['backup-info', 'cluster', 'node', 'qdevice', 'resources', 'status', 'version']) assert.ok(byJob('pve-cluster').includes(name), name);
+  for (const name of ['config', 'replication', 'subscription']) assert.ok(byJob('pve-node').includes(name), name);
 });
 
 test('PveGuestNotRunning fires once a guest with onboot=1 is stopped', async (t) => {
