@@ -39,6 +39,10 @@ export interface ExporterProcess {
 }
 
 export async function spawnExporter(opts: ExporterProcessOptions): Promise<ExporterProcess> {
+  const level = opts.args?.[(opts.args?.indexOf('--log.level') ?? -1) + 1];
+  if (opts.args?.includes('--log.level') && (level === 'warn' || level === 'error')) {
+    throw new Error('spawnExporter: the listening address comes from an info log line; use --log.level info or debug');
+  }
   const dir = mkdtempSync(path.join(tmpdir(), 'pve-exporter-proc-'));
   const configFile = path.join(dir, 'pve.yml');
   writeFileSync(configFile, opts.config, { mode: 0o600 });
