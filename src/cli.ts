@@ -2,6 +2,7 @@
 // gets --collector.<name> / --no-collector.<name> by being added to that table.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { COLLECTORS, defaultSwitches } from './collectors/registry.ts';
+import { HostPortError, parseHostPort } from './hostport.ts';
 import { LOG_LEVELS, type LogLevel } from './log.ts';
 import { VERSION } from './version.ts';
 
@@ -103,10 +104,13 @@ function camel(s: string): string {
 
 /** "[::]:9221", "0.0.0.0:9221", ":9221", "localhost:9221" -> host (undefined = all) and port. */
 export function parseListenAddress(raw: string): { host?: string; port: number } {
-  const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d{1,5})$/.exec(raw.trim());
-  if (!m) throw new Error(`--web.listen-address "${raw}": expected [host]:port, e.g. [::]:9221 or 127.0.0.1:9221`);
-  const port = Number(m[3]);
-  if (port > 65535) throw new Error(`--web.listen-address "${raw}": port must be 0..65535`);
-  const host = m[1] ?? m[2];
-  return { host: host === '' ? undefined : host, port };
+  const expected = 'expected [host]:port, e.g. [::]:9221 or 127.0.0.1:9221';
+  try {
+    const hp = parseHostPort(raw, { allowPortZero: true, allowEmptyHost: true });
+    if (hp.port === undefined) throw new HostPortError('no port');
+    return { host: hp.host === '' ? undefined : hp.host, port: hp.port };
+  } catch (err) {
+    if (err instanceof HostPortError) throw new Error(`--web.listen-address "${raw}": ${err.message}; ${expected}`);
+    throw err;
+  }
 }

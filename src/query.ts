@@ -1,39 +1,21 @@
 // Validation of /pve and /pve/sd query parameters: a bad parameter is a 400 with the reason,
 // never a guess.
-import { isIP } from 'node:net';
+import { HostPortError, parseHostPort } from './hostport.ts';
 import type { Target } from './pve/client.ts';
 
 export class QueryError extends Error {
   override readonly name = 'QueryError';
 }
 
-const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?$/;
-
-function parsePort(raw: string, whole: string): number {
-  if (!/^\d{1,5}$/.test(raw)) throw new QueryError(`target "${whole}": port must be a number`);
-  const port = Number(raw);
-  if (port < 1 || port > 65535) throw new QueryError(`target "${whole}": port must be 1..65535`);
-  return port;
-}
-
-/** "pve1", "pve1:8006", "10.0.0.1", "[fd00::1]:8006" or "fd00::1". */
+/** "pve1", "pve1:8006", "10.0.0.1", "[fd00::1]:8006" or "fd00::1" (rules: src/hostport.ts). */
 export function parseTarget(raw: string, defaultPort: number): Target & { explicitPort: boolean } {
-  const s = raw.trim();
-  if (s === '') throw new QueryError('target must not be empty');
-  if (/[\s/?#@]/.test(s)) throw new QueryError(`target "${raw}": a host name or address with an optional :port, not a URL`);
-  const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(s);
-  if (bracketed) {
-    const host = bracketed[1];
-    if (isIP(host) !== 6) throw new QueryError(`target "${raw}": not an IPv6 address in brackets`);
-    const explicit = bracketed[2] !== undefined;
-    return { host, port: explicit ? parsePort(bracketed[2], raw) : defaultPort, explicitPort: explicit };
+  try {
+    const hp = parseHostPort(raw);
+    return { host: hp.host, port: hp.port ?? defaultPort, explicitPort: hp.port !== undefined };
+  } catch (err) {
+    if (err instanceof HostPortError) throw new QueryError(raw.trim() === '' ? 'target must not be empty' : `target "${raw}": ${err.message}`);
+    throw err;
   }
-  if (isIP(s) === 6) return { host: s, port: defaultPort, explicitPort: false };
-  const colon = s.lastIndexOf(':');
-  const host = colon >= 0 ? s.slice(0, colon) : s;
-  const explicit = colon >= 0;
-  if (!(isIP(host) === 4 || HOSTNAME.test(host))) throw new QueryError(`target "${raw}": not a valid host name or IP address`);
-  return { host, port: explicit ? parsePort(s.slice(colon + 1), raw) : defaultPort, explicitPort: explicit };
 }
 
 /** The reference turns a scope off with "0", "false" or an empty value. */

@@ -20,6 +20,12 @@ export const SELF_FAMILIES = {
     'Guest config calls made to PVE (cache misses of the config collector)',
     ['module'],
   ),
+  targetRefused: spec(
+    'pve_exporter_target_refused_total',
+    'counter',
+    'Requests refused with 403 because the target is not in the module\'s targets allow-list (no connection made)',
+    ['module'],
+  ),
   buildInfo: spec('pve_exporter_build_info', 'gauge', 'pve-exporter version and the Node.js runtime it runs on', ['version', 'nodejs']),
   apiDuration: spec('pve_scrape_api_duration_seconds', 'histogram', 'Duration of PVE API calls, by module, endpoint and HTTP status', ['module', 'endpoint', 'status']),
   targetDuration: spec('pve_scrape_target_duration_seconds', 'histogram', 'Duration of whole /pve scrapes, by module and target', ['module', 'target']),
@@ -39,12 +45,16 @@ export class SelfMetrics {
   readonly requestErrors: Counter<'module'>;
   readonly collectorFailures: Counter<'module' | 'collector'>;
   readonly guestConfigFetches: Counter<'module'>;
+  readonly targetRefused: Counter<'module'>;
   readonly apiDuration?: Histogram<'module' | 'endpoint' | 'status'>;
   readonly targetDuration?: Histogram<'module' | 'target'>;
 
   /** Series at 0 for every configured module, so dashboards show 0 rather than no data. */
   initModules(modules: Iterable<string>): void {
-    for (const module of modules) this.requestErrors.inc({ module }, 0);
+    for (const module of modules) {
+      this.requestErrors.inc({ module }, 0);
+      this.targetRefused.inc({ module }, 0);
+    }
   }
 
   constructor(opts: SelfMetricsOptions) {
@@ -71,6 +81,7 @@ export class SelfMetrics {
       labelNames: ['module'],
       registers: [r],
     });
+    this.targetRefused = new Counter({ name: f.targetRefused.name, help: f.targetRefused.help, labelNames: ['module'], registers: [r] });
     new Gauge({ name: f.buildInfo.name, help: f.buildInfo.help, labelNames: ['version', 'nodejs'], registers: [r] }).set(
       { version: VERSION, nodejs: process.version },
       1,

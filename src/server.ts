@@ -12,6 +12,7 @@ import type { ClientCache } from './pve/client.ts';
 import { PveError } from './pve/errors.ts';
 import { GuestConfigCache } from './pve/guest-config-cache.ts';
 import { PveSession } from './pve/session.ts';
+import { checkTargetAllowed, TargetRefused } from './pve/target-policy.ts';
 import { parseScrapeTimeout, parseSwitch, parseTarget, QueryError, readParams } from './query.ts';
 import { deadlineSeconds, type Scraper } from './scrape.ts';
 import { buildSdGroups, type SdAddress } from './sd.ts';
@@ -70,6 +71,7 @@ async function handlePve(state: AppState, req: IncomingMessage, res: ServerRespo
   const params = readParams(url.searchParams, ['target', 'module', 'cluster', 'node']);
   const module = pickModule(state, params);
   const target = parseTarget(params.get('target') ?? 'localhost', module.port);
+  checkTargetAllowed(module, target.host, target.port); // before any client or connection exists
   const cluster = parseSwitch('cluster', params.get('cluster'));
   const node = parseSwitch('node', params.get('node'));
   const result = await state.scraper.scrape({
@@ -139,6 +141,7 @@ async function handleSd(state: AppState, req: IncomingMessage, res: ServerRespon
   const target = parseTarget(params.get('target') ?? 'localhost', module.port);
   const address = (params.get('address') ?? 'ip') as SdAddress;
   if (address !== 'ip' && address !== 'name') throw new QueryError('address must be "ip" or "name"');
+  checkTargetAllowed(module, target.host, target.port); // before any client or connection exists
   const client = state.clients.get(module, target);
   const budgetMs = deadlineSeconds(parseScrapeTimeout(req.headers['x-prometheus-scrape-timeout-seconds']) ?? state.defaultTimeout) * 1000;
   const abort = new AbortController();
@@ -197,6 +200,12 @@ export function createRequestHandler(state: AppState): (req: IncomingMessage, re
     void route(state, req, res).catch(async (err: unknown) => {
       if (res.headersSent) {
         res.destroy();
+        return;
+      }
+      if (err instanceof TargetRefused) {
+        state.self.targetRefused.inc({ module: err.module });
+        state.log.warn({ module: err.module, target: err.target }, 'target refused: not in the module\'s targets allow-list');
+        await send(req, res, 403, 'text/plain; charset=utf-8', `${err.message}\n`).catch(() => res.destroy());
         return;
       }
       if (err instanceof HttpError || err instanceof QueryError) {

@@ -1,9 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, loadConfigFile, loadConfigFromEnv, parseConfigText } from '../src/config.ts';
+
+const SIM_CA = fileURLToPath(new URL('../sim/tls/ca.pem', import.meta.url));
 
 const GOOD = `default:
   user: monitoring@pve
@@ -45,7 +48,12 @@ test('a valid pve.yml gives modules with defaults applied', () => {
   assert.equal(c.verifySsl, true);
   assert.equal(c.port, 443);
   assert.equal(c.timeout, 12.5);
-  assert.deepEqual(cfg.warnings, []);
+  assert.deepEqual(d.fingerprints, []);
+  assert.equal(d.targets, undefined);
+  // Without targets: one warning per module, saying the risk and the fix.
+  assert.equal(cfg.warnings.length, 2);
+  assert.match(cfg.warnings[0], /module "default".*no "targets:" allow-list.*any host a caller names.*targets: \[/);
+  assert.match(cfg.warnings[1], /module "cluster2".*no "targets:"/);
 });
 
 test('missing file names the file', () => {
@@ -78,14 +86,14 @@ test('unknown keys are rejected with module, key and line', () => {
 });
 
 test('proxmoxer options without meaning are accepted with a warning', () => {
-  const cfg = parseConfigText('default:\n  user: a@pve\n  password: x\n  backend: https\n  service: PVE\n', 'pve.yml');
+  const cfg = parseConfigText('default:\n  user: a@pve\n  password: x\n  backend: https\n  service: PVE\n  targets: [pve1]\n', 'pve.yml');
   assert.equal(cfg.warnings.length, 2);
   assert.match(cfg.warnings[0], /module "default", key "backend".*ignored/);
   assert.match(cfg.warnings[1], /key "service"/);
 });
 
 test('wrong types name the key', () => {
-  expectError('default:\n  user: a@pve\n  password: x\n  verify_ssl: "nope"\n', 'key "verify_ssl"', 'true or false');
+  expectError('default:\n  user: a@pve\n  password: x\n  verify_ssl: 42\n', 'key "verify_ssl"', 'true, false, or the path of a CA bundle');
   expectError('default:\n  user: a@pve\n  password: x\n  port: 70000\n', 'key "port"', '1..65535');
   expectError('default:\n  user: a@pve\n  password: x\n  timeout: -1\n', 'key "timeout"', 'greater than 0');
   expectError('default:\n  user: a@pve\n  password: 1234\n', 'key "password"', 'string');
@@ -99,13 +107,11 @@ test('duplicate keys are a YAML error', () => {
 });
 
 test('fingerprint is normalised and ca_file is read', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'pvecfg-'));
-  const ca = path.join(dir, 'ca.pem');
-  writeFileSync(ca, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+  const ca = SIM_CA;
   const fp = 'ab'.repeat(32);
   const cfg = parseConfigText(`default:\n  user: a@pve\n  password: x\n  fingerprint: "${fp}"\n  ca_file: ${ca}\n`, 'pve.yml');
   const m = cfg.modules.get('default')!;
-  assert.equal(m.fingerprint, Array(32).fill('AB').join(':'));
+  assert.deepEqual(m.fingerprints, [Array(32).fill('AB').join(':')]);
   assert.match(m.ca ?? '', /BEGIN CERTIFICATE/);
 });
 
@@ -137,4 +143,147 @@ test('config errors never echo a secret', () => {
   ]) {
     assert.throws(() => parseConfigText(text, 'pve.yml'), (err: unknown) => !(err as Error).message.includes(secret));
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// YAML 1.1 (PyYAML safe_load), TLS keys, targets, file mode, environment
+// ---------------------------------------------------------------------------------------------
+
+const BASE = 'default:\n  user: a@pve\n  password: x\n';
+
+test('YAML 1.1 booleans as PyYAML reads them: yes/no/on/off in three cases', () => {
+  for (const [word, value] of [
+    ['no', false], ['No', false], ['NO', false], ['off', false], ['Off', false], ['OFF', false], ['false', false], ['False', false],
+    ['yes', true], ['Yes', true], ['YES', true], ['on', true], ['On', true], ['ON', true], ['true', true], ['TRUE', true],
+  ] as const) {
+    const cfg = parseConfigText(`${BASE}  verify_ssl: ${word}\n`, 'pve.yml');
+    assert.equal(cfg.modules.get('default')!.verifySsl, value, word);
+  }
+  // PyYAML keeps y and n as strings; a string is a CA bundle path, so "n" is a file that is not there.
+  expectError(`${BASE}  verify_ssl: n\n`, 'key "verify_ssl"', 'cannot read n');
+});
+
+test('anchors and <<: merge keys work (YAML 1.1)', () => {
+  const cfg = parseConfigText(
+    `common: &common
+  user: monitoring@pve
+  token_name: exporter
+  token_value: abc
+  verify_ssl: off
+  timeout: 1:30
+ve-01:
+  <<: *common
+  port: 443
+ve-02:
+  <<: *common
+  verify_ssl: on
+`,
+    'pve.yml',
+  );
+  const a = cfg.modules.get('ve-01')!;
+  assert.equal(a.user, 'monitoring@pve');
+  assert.equal(a.tokenValue, 'abc');
+  assert.equal(a.verifySsl, false);
+  assert.equal(a.port, 443);
+  assert.equal(a.timeout, 90, 'YAML 1.1 sexagesimal, as PyYAML reads it');
+  assert.equal(cfg.modules.get('ve-02')!.verifySsl, true);
+});
+
+test('YAML syntax errors name file:line:col', () => {
+  expectError('default:\n  user: a@pve\n  password: [x\n', /^config \/etc\/prometheus\/pve\.yml:\d+:\d+: invalid YAML/);
+  expectError('default:\n  user: a@pve\n  password: x\n bad: [\n', /^config \/etc\/prometheus\/pve\.yml:4:\d+: invalid YAML/);
+});
+
+test('verify_ssl: <path> is ca_file, as in requests; not both', () => {
+  const m = parseConfigText(`${BASE}  verify_ssl: ${SIM_CA}\n`, 'pve.yml').modules.get('default')!;
+  assert.equal(m.verifySsl, true);
+  assert.equal(m.caFile, SIM_CA);
+  assert.match(m.ca ?? '', /BEGIN CERTIFICATE/);
+  expectError(`${BASE}  verify_ssl: ${SIM_CA}\n  ca_file: ${SIM_CA}\n`, 'key "verify_ssl"', 'keep one of them');
+});
+
+test('ca_file is parsed at load: every PEM block must be a certificate', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pvecfg-'));
+  const write = (name: string, text: string) => {
+    const f = path.join(dir, name);
+    writeFileSync(f, text);
+    return f;
+  };
+  const simCa = readFileSync(SIM_CA, 'utf8');
+  const key = readFileSync(fileURLToPath(new URL('../sim/tls/server-key.pem', import.meta.url)), 'utf8');
+  const garbage = write('garbage.pem', '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+  const withKey = write('with-key.pem', simCa + key);
+  const truncated = write('truncated.pem', simCa + simCa.slice(0, 200));
+  const empty = write('empty.pem', 'not a pem file\n');
+  const bundle = write('bundle.pem', `subject=test\n${simCa}\n${readFileSync(fileURLToPath(new URL('../sim/tls/server.pem', import.meta.url)), 'utf8')}`);
+  expectError(`${BASE}  ca_file: ${garbage}\n`, 'pve.yml:4', 'module "default"', 'key "ca_file"', garbage, 'block 1 is not a valid certificate');
+  expectError(`${BASE}  ca_file: ${withKey}\n`, 'key "ca_file"', 'block 2 is a PRIVATE KEY, not a CERTIFICATE');
+  expectError(`${BASE}  ca_file: ${truncated}\n`, 'key "ca_file"', 'without its END line');
+  expectError(`${BASE}  ca_file: ${empty}\n`, 'key "ca_file"', 'holds no PEM certificate');
+  assert.match(parseConfigText(`${BASE}  ca_file: ${bundle}\n`, 'pve.yml').modules.get('default')!.ca ?? '', /BEGIN CERTIFICATE/);
+  // A CA that verify_ssl: false or a pin makes useless is pointed out.
+  const unused = parseConfigText(`${BASE}  ca_file: ${bundle}\n  verify_ssl: false\n  targets: [pve1]\n`, 'pve.yml');
+  assert.match(unused.warnings.join('\n'), /key "ca_file".*not used because verify_ssl is false/);
+});
+
+test('fingerprint: a string or a list, each normalised, bad entries named', () => {
+  const a = 'ab'.repeat(32);
+  const b = Array(32).fill('CD').join(':');
+  const m = parseConfigText(`${BASE}  fingerprint:\n    - "${a}"\n    - "${b.toLowerCase()}"\n    - "${a}"\n`, 'pve.yml').modules.get('default')!;
+  assert.deepEqual(m.fingerprints, [Array(32).fill('AB').join(':'), b]);
+  expectError(`${BASE}  fingerprint: ["${a}", "zz"]\n`, 'key "fingerprint"', 'entry 2', 'SHA-256');
+  expectError(`${BASE}  fingerprint: []\n`, 'key "fingerprint"', 'non-empty list');
+});
+
+test('server_name must be a DNS name', () => {
+  assert.equal(parseConfigText(`${BASE}  server_name: pve.example.com\n`, 'pve.yml').modules.get('default')!.serverName, 'pve.example.com');
+  expectError(`${BASE}  server_name: "https://pve"\n`, 'key "server_name"', 'DNS name');
+  expectError(`${BASE}  server_name: 10.0.0.1\n`, 'key "server_name"', 'DNS name');
+});
+
+test('targets: an allow-list; bad entries fail at load with file, module, key and entry', () => {
+  const m = parseConfigText(`${BASE}  targets:\n    - pve1.example.com\n    - "[fd00::1]:8006"\n    - 10.0.0.0/24\n`, 'pve.yml').modules.get('default')!;
+  assert.deepEqual(m.targets?.entries, ['pve1.example.com', '[fd00::1]:8006', '10.0.0.0/24']);
+  assert.ok(m.targets!.allows('10.0.0.5', 8006) && !m.targets!.allows('10.0.1.5', 8006));
+  expectError(`${BASE}  targets:\n    - pve1\n    - 10.0.0.0/33\n`, 'pve.yml:4', 'module "default"', 'key "targets"', 'entry 2 "10.0.0.0/33"', 'prefix length');
+  expectError(`${BASE}  targets: pve1\n`, 'key "targets"', 'list');
+  expectError(`${BASE}  targets: []\n`, 'key "targets"', 'at least one');
+  expectError(`${BASE}  targets: [8006]\n`, 'key "targets"', 'list of strings');
+  // With targets, no warning about them.
+  assert.deepEqual(parseConfigText(`${BASE}  targets: [pve1]\n`, 'pve.yml').warnings, []);
+});
+
+test('a world-readable pve.yml with secrets gives a warning naming the file and chmod 600', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pvecfg-'));
+  const file = path.join(dir, 'pve.yml');
+  writeFileSync(file, `${BASE}  targets: [pve1]\n`);
+  chmodSync(file, 0o644);
+  const open = loadConfigFile(file).warnings.filter((w) => w.includes('readable by every user'));
+  assert.equal(open.length, 1);
+  assert.ok(open[0].includes(`config ${file}`) && open[0].includes(`chmod 600 ${file}`) && open[0].includes('mode 0644'), open[0]);
+  assert.ok(open[0].includes('"default" (password)') && !open[0].includes(': x'), 'names the key, never the value');
+  chmodSync(file, 0o640);
+  assert.deepEqual(loadConfigFile(file).warnings, []);
+});
+
+test('PVE_CA_FILE, PVE_FINGERPRINT, PVE_SERVER_NAME and PVE_TARGETS', () => {
+  const fp1 = Array(32).fill('AB').join(':');
+  const fp2 = Array(32).fill('CD').join(':');
+  const cfg = loadConfigFromEnv({
+    PVE_USER: 'a@pve',
+    PVE_TOKEN_NAME: 'exporter',
+    PVE_TOKEN_VALUE: 'abc',
+    PVE_CA_FILE: SIM_CA,
+    PVE_FINGERPRINT: `${fp1}, ${fp2.toLowerCase()}`,
+    PVE_SERVER_NAME: 'pve.example.com',
+    PVE_TARGETS: 'pve1.example.com, 10.0.0.0/24,[fd00::1]:8006',
+  });
+  const m = cfg.modules.get('default')!;
+  assert.equal(m.caFile, SIM_CA);
+  assert.deepEqual(m.fingerprints, [fp1, fp2]);
+  assert.equal(m.serverName, 'pve.example.com');
+  assert.deepEqual(m.targets?.entries, ['pve1.example.com', '10.0.0.0/24', '[fd00::1]:8006']);
+  assert.throws(() => loadConfigFromEnv({ PVE_USER: 'a@pve', PVE_PASSWORD: 'p', PVE_TARGETS: 'pve1,10.0.0.0/99' }), /environment \(module "default", PVE_TARGETS\): targets entry 2/);
+  assert.throws(() => loadConfigFromEnv({ PVE_USER: 'a@pve', PVE_PASSWORD: 'p', PVE_CA_FILE: '/nonexistent.pem' }), /PVE_CA_FILE.*cannot read/);
+  assert.match(loadConfigFromEnv({ PVE_USER: 'a@pve', PVE_PASSWORD: 'p' }).warnings.join('\n'), /PVE_\*\).*no "targets:"/);
 });

@@ -221,7 +221,7 @@ test('a local run renders pve.yml (0600) that the exporter loads and serves', as
   const lab = config.modules.get('lab')!;
   assert.equal(lab.port, 8443);
   assert.equal(lab.timeout, 12.5);
-  assert.equal(lab.fingerprint, FINGERPRINT);
+  assert.deepEqual(lab.fingerprints, [FINGERPRINT]);
   assert.equal(lab.verifySsl, true);
 
   // And the exporter CLI starts on it and lists the modules on its landing page.

@@ -1,13 +1,12 @@
 // Transport to one PVE target for one module: a keep-alive HTTPS pool whose connection count is
 // the per-target concurrency cap, API token or cached ticket auth, TLS verification by CA or by
 // certificate fingerprint, and a timeout per request bounded by the scrape deadline.
-import type { TLSSocket } from 'node:tls';
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
-import { Pool, buildConnector } from 'undici';
+import { Pool } from 'undici';
 import type { ModuleConfig } from '../config.ts';
-import { normaliseFingerprint } from '../config.ts';
 import { PveError, classifyTransportError } from './errors.ts';
+import { buildTlsConnector } from './tls.ts';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -70,33 +69,8 @@ export class PveClient {
   ) {
     this.now = opts.now ?? Date.now;
     this.lastUsed = this.now();
-    const fingerprint = module.fingerprint;
-    const base = buildConnector({
-      // A pinned fingerprint replaces chain validation (self-signed PVE certificates).
-      rejectUnauthorized: module.verifySsl && !fingerprint,
-      ca: module.ca,
-      // A resumed TLS session shows no peer certificate, so a pin could not be checked.
-      maxCachedSessions: fingerprint ? 0 : 100,
-      timeout: module.timeout * 1000,
-    });
-    const connect: buildConnector.connector = (options, callback) => {
-      base(options, (err, socket) => {
-        if (err || !socket) return callback(err ?? new Error('no socket'), null);
-        if (fingerprint) {
-          const cert = (socket as TLSSocket).getPeerCertificate?.();
-          const seen = cert?.fingerprint256 ? normaliseFingerprint(cert.fingerprint256) : undefined;
-          if (seen !== fingerprint) {
-            socket.destroy();
-            const mismatch = Object.assign(
-              new Error(`certificate fingerprint ${seen ?? '(none)'} does not match the module's fingerprint ${fingerprint}`),
-              { code: 'PVE_FINGERPRINT_MISMATCH' },
-            );
-            return callback(mismatch, null);
-          }
-        }
-        callback(null, socket);
-      });
-    };
+    // TLS verification (CA, server_name, fingerprint pins): src/pve/tls.ts.
+    const connect = buildTlsConnector(module, module.timeout * 1000);
     this.pool = new Pool(`https://${targetKey(target)}`, {
       connections: opts.concurrency,
       pipelining: 1,
