@@ -15,6 +15,7 @@ import type { Simulator } from '../sim/types.ts';
 import { spawnExporter } from './helpers/exporter-process.ts';
 import {
   gzipBomb,
+  paddedAnswer,
   refusedPort,
   startFaultyPve,
   startHangingTcp,
@@ -221,12 +222,14 @@ const ROWS: Row[] = [
   {
     name: 'gzip bomb (/cluster/resources: 1 MiB -> 1 GiB)',
     want: { status: 200, failing: ['status', 'resources', 'config'] },
-    setup: (sim) => frontScene(sim, [{ path: '/cluster/resources', behaviour: { kind: 'gzip-bomb' } }], tokenModule(sim)),
+    setup: async (sim) =>
+      frontScene(sim, [{ path: '/cluster/resources', behaviour: { kind: 'answer', body: await gzipBomb(), gzip: true } }], tokenModule(sim)),
   },
   {
     name: '30 MB valid answer (/cluster/resources, password auth)',
     want: { status: 200, failing: [] },
-    setup: (sim) => frontScene(sim, [{ path: '/cluster/resources', behaviour: { kind: 'large-answer', bytes: THIRTY_MB } }], passwordModule(sim)),
+    setup: async (sim) =>
+      frontScene(sim, [{ path: '/cluster/resources', behaviour: { kind: 'answer', body: await paddedAnswer(sim, '/cluster/resources', THIRTY_MB) } }], passwordModule(sim)),
   },
   {
     name: 'redirect (302 to another host that would answer)',

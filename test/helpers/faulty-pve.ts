@@ -2,7 +2,7 @@
 // a TCP listener that accepts and never answers, one that fails every TLS handshake, a port that
 // refuses, and FaultyPve: an HTTPS front with the simulator's certificate that forwards to the
 // simulator, except on the paths of its rules, where it hangs, trickles headers or body, cuts the
-// body short, answers like a broken reverse proxy, sends a gzip bomb or a huge answer, redirects,
+// body short, answers like a broken reverse proxy, sends a fixed answer (a gzip bomb, a huge one), redirects,
 // or goes offline after one answer. Everything listens on 127.0.0.1, port 0.
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
@@ -118,10 +118,8 @@ export type Misbehaviour =
   | { readonly kind: 'truncated-body' }
   /** 502 Bad Gateway with an HTML page, as nginx in front of a stopped pveproxy answers. */
   | { readonly kind: 'html-502' }
-  /** 200, Content-Encoding gzip: 1 MiB on the wire that inflates to 1 GiB of (valid) JSON. */
-  | { readonly kind: 'gzip-bomb' }
-  /** 200 with a valid JSON answer of `bytes` (the simulator's data padded with SDN entries). */
-  | { readonly kind: 'large-answer'; readonly bytes: number }
+  /** 200 with this body, made before the scrape (gzipBomb(), paddedAnswer()) so no row waits for it. */
+  | { readonly kind: 'answer'; readonly body: Buffer; readonly gzip?: boolean }
   /** 302 to `location` + the request's path, as a proxy sending clients to a login page. */
   | { readonly kind: 'redirect'; readonly location: string }
   /** Forward this answer, then go offline: every open connection dropped, the port refuses. */
@@ -251,17 +249,11 @@ class FaultyFront {
         res.end(page);
         return;
       }
-      case 'gzip-bomb': {
-        const bomb = await gzipBomb();
-        res.writeHead(200, 'OK', { 'Content-Type': 'application/json;charset=UTF-8', 'Content-Encoding': 'gzip', 'Content-Length': bomb.length });
-        res.end(bomb);
-        return;
-      }
-      case 'large-answer': {
-        const answer = await this.fetchUpstream(req);
-        const body = padAnswer(answer.body, b.bytes);
-        res.writeHead(200, 'OK', { 'Content-Type': 'application/json;charset=UTF-8', 'Content-Length': body.length });
-        res.end(body);
+      case 'answer': {
+        const headers: OutgoingHttpHeaders = { 'Content-Type': 'application/json;charset=UTF-8', 'Content-Length': b.body.length };
+        if (b.gzip === true) headers['Content-Encoding'] = 'gzip';
+        res.writeHead(200, 'OK', headers);
+        res.end(b.body);
         return;
       }
       case 'redirect':
@@ -392,26 +384,36 @@ export function gzipBomb(): Promise<Buffer> {
   return bombPromise;
 }
 
-/** The inflated size of gzipBomb(). */
-export const GZIP_BOMB_INFLATED_BYTES = 1024 * (1 << 20) + '{"data":[]}'.length;
 
 /**
- * The simulator's answer (a {"data": [...]} list, possibly gzipped) padded with SDN entries
- * (which collectors read no values from) to exactly `bytes` of valid JSON.
+ * The simulator's answer for `apiPath` (a list), as `bytes` of valid JSON: the real entries, then
+ * JSON whitespace up to the size. Whitespace rather than more entries keeps the exporter's parsing
+ * cheap, so the row tests the size of the answer, not the speed of a loaded machine.
  */
-function padAnswer(upstreamBody: Buffer, bytes: number): Buffer {
-  const raw = upstreamBody[0] === 0x1f ? gunzipSync(upstreamBody) : upstreamBody;
-  const data = (JSON.parse(raw.toString('utf8')) as { data: unknown }).data;
-  if (!Array.isArray(data)) throw new Error('large-answer needs a path whose data is a list');
-  const head = JSON.stringify({ data }).slice(0, -2); // without the closing "]}"
-  const parts: string[] = [head];
-  let size = head.length + 2;
-  for (let i = 0; size < bytes - 200; i++) {
-    const entry = `${i === 0 && data.length === 0 ? '' : ','}{"id":"sdn/pve1/zone${i}","type":"sdn","sdn":"zone${i}","node":"pve1","status":"ok"}`;
-    parts.push(entry);
-    size += entry.length;
-  }
-  // Whitespace makes up the last few bytes, so the size is exact and the JSON stays valid.
-  parts.push(' '.repeat(Math.max(0, bytes - size)), ']}');
-  return Buffer.from(parts.join(''));
+export async function paddedAnswer(sim: Simulator, apiPath: string, bytes: number): Promise<Buffer> {
+  const { credentials: c } = sim;
+  const body = await new Promise<Buffer>((resolve, reject) => {
+    const req = https.get(
+      {
+        host: sim.host,
+        port: sim.port,
+        path: API_PREFIX + apiPath,
+        ca: readFileSync(sim.caFile),
+        headers: { authorization: `PVEAPIToken=${c.user}!${c.tokenName}=${c.tokenValue}` },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks)) : reject(new Error(`${apiPath}: ${res.statusCode}`))));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+  });
+  const data = (JSON.parse(body.toString('utf8')) as { data: unknown }).data;
+  if (!Array.isArray(data)) throw new Error(`paddedAnswer: ${apiPath} does not answer a list`);
+  const json = JSON.stringify({ data });
+  if (json.length > bytes) throw new Error(`paddedAnswer: ${apiPath} is already ${json.length} bytes`);
+  // The padding goes inside the list, after the last entry: `[...,{...}   ]}`.
+  return Buffer.from(json.slice(0, -2) + ' '.repeat(bytes - json.length) + ']}');
 }
