@@ -33,17 +33,37 @@ export async function startApp(opts: Options, config: LoadedConfig, log: Logger)
   self.initModules(config.modules.keys());
   const clients = new ClientCache({
     concurrency: opts.concurrency,
+    maxResponseBytes: opts.maxResponseBytes,
+    maxClients: opts.maxTargets,
+    configCacheTtl: opts.configCacheTtl,
     onApiCall: self.apiDuration
       ? (module, endpoint, seconds, outcome) => self.apiDuration!.observe({ module, endpoint, status: outcome }, seconds)
       : undefined,
   });
   const scraper = new Scraper(
     clients,
-    { switches: opts.collectors, defaultTimeout: opts.defaultTimeout, configCacheTtl: opts.configCacheTtl },
+    { switches: opts.collectors, defaultTimeout: opts.defaultTimeout },
     self,
     new FailureLog(log),
   );
-  const state: AppState = { config, scraper, clients, self, log, switches: opts.collectors, defaultTimeout: opts.defaultTimeout };
+  let current = config;
+  const state: AppState = {
+    // A reload assigns a new config: clients of module settings that are gone are retired (they
+    // close once their scrapes are done); unchanged modules keep their clients.
+    get config() {
+      return current;
+    },
+    set config(next: LoadedConfig) {
+      current = next;
+      clients.retainModules(next.modules.values());
+    },
+    scraper,
+    clients,
+    self,
+    log,
+    switches: opts.collectors,
+    defaultTimeout: opts.defaultTimeout,
+  };
   const handler = createRequestHandler(state);
   const tls = opts.keyFile && opts.certFile;
   const server = tls

@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { COLLECTORS, defaultSwitches } from './collectors/registry.ts';
 import { HostPortError, parseHostPort } from './hostport.ts';
 import { LOG_LEVELS, type LogLevel } from './log.ts';
+import { DEFAULT_MAX_CLIENTS, DEFAULT_MAX_RESPONSE_BYTES } from './pve/client.ts';
 import { VERSION } from './version.ts';
 
 export interface Options {
@@ -14,6 +15,10 @@ export interface Options {
   collectors: Record<string, boolean>;
   /** Concurrent API requests (connections) per (module, target). */
   concurrency: number;
+  /** Cap on one PVE answer, raw and decompressed, bytes. */
+  maxResponseBytes: number;
+  /** Most (module, target) clients kept at once. */
+  maxTargets: number;
   /** Guest config cache TTL in seconds; 0 disables. */
   configCacheTtl: number;
   /** Scrape deadline in seconds when the scraper sends no X-Prometheus-Scrape-Timeout-Seconds. */
@@ -25,6 +30,21 @@ function intInRange(name: string, min: number, max: number) {
   return (raw: string): number => {
     const n = Number(raw);
     if (!/^\d+$/.test(raw.trim()) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
+    return n;
+  };
+}
+
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1e3, mb: 1e6, gb: 1e9 };
+
+/** "67108864", "64MiB", "64 MiB", "100MB" -> bytes. */
+function parseByteSize(name: string, min: number, max: number) {
+  return (raw: string): number => {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(raw);
+    const unit = m ? BYTE_UNITS[m[2].toLowerCase()] : undefined;
+    const n = m && unit !== undefined ? Math.floor(Number(m[1]) * unit) : NaN;
+    if (!Number.isFinite(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be a size from ${min} bytes to ${max / 1024 ** 3} GiB, e.g. 67108864 or 64MiB`);
+    }
     return n;
   };
 }
@@ -50,6 +70,16 @@ export function buildCommand(): Command {
       new Option('--pve.concurrency <n>', 'concurrent API requests per (module, target); keeps PVE from being flooded')
         .default(8)
         .argParser(intInRange('--pve.concurrency', 1, 64)),
+    )
+    .addOption(
+      new Option('--pve.max-response-size <size>', 'cap on one PVE answer, raw and decompressed (bytes, or with KiB/MiB/GiB); larger answers fail that call')
+        .default(DEFAULT_MAX_RESPONSE_BYTES, '64MiB')
+        .argParser(parseByteSize('--pve.max-response-size', 64 * 1024, 4 * 1024 ** 3)),
+    )
+    .addOption(
+      new Option('--pve.max-targets <n>', '(module, target) clients kept (pool, ticket, caches); least recently used closed first, idle ones after 10 min')
+        .default(DEFAULT_MAX_CLIENTS)
+        .argParser(intInRange('--pve.max-targets', 1, 1_000_000)),
     )
     .addOption(
       new Option('--pve.config-cache-ttl <seconds>', 'how long a guest config (onboot) is reused; 0 fetches every scrape')
@@ -92,6 +122,8 @@ export function parseCli(argv: readonly string[]): Options {
     certFile: o['server.certfile'] as string | undefined,
     collectors,
     concurrency: o['pve.concurrency'] as number,
+    maxResponseBytes: o['pve.maxResponseSize'] as number,
+    maxTargets: o['pve.maxTargets'] as number,
     configCacheTtl: o['pve.configCacheTtl'] as number,
     defaultTimeout: o['scrape.defaultTimeout'] as number,
     logLevel: o['log.level'] as LogLevel,

@@ -1,13 +1,13 @@
 // One /pve scrape: a session over the (module, target) client, every enabled collector of the
-// requested scopes at once, a deadline, and per-collector success and duration.
+// requested scopes at once, one deadline, and per-collector success and duration.
 import { MetricFamily, gauge } from './exposition/family.ts';
 import type { ModuleConfig } from './config.ts';
-import type { ClientCache, Target } from './pve/client.ts';
+import type { ClientCache, RequestContext, Target } from './pve/client.ts';
 import { targetKey } from './pve/client.ts';
 import { PveError } from './pve/errors.ts';
-import { GuestConfigCache } from './pve/guest-config-cache.ts';
 import { PveSession } from './pve/session.ts';
-import type { PveClient } from './pve/client.ts';
+import type { ClusterStatusEntry } from './pve/types.ts';
+import { Deadline, type DeadlineCause } from './scrape/deadline.ts';
 import { SCRAPE_COLLECTORS, type CollectorSwitches } from './collectors/registry.ts';
 import { PartialFailure, type ScrapeCollector } from './collectors/types.ts';
 import type { FailureLog } from './log.ts';
@@ -23,6 +23,16 @@ export interface ScrapeRequest {
   readonly node: boolean;
   /** X-Prometheus-Scrape-Timeout-Seconds, when the scraper sent it. */
   readonly scrapeTimeoutSeconds?: number;
+  /** Aborted when the scraper hangs up: the scrape stops and its pending PVE requests are aborted. */
+  readonly signal?: AbortSignal;
+}
+
+/** What /pve/sd needs: one target's cluster status, under the same deadline rules as a scrape. */
+export interface DiscoveryRequest {
+  readonly module: ModuleConfig;
+  readonly target: Target;
+  readonly scrapeTimeoutSeconds?: number;
+  readonly signal?: AbortSignal;
 }
 
 export interface CollectorOutcome {
@@ -33,7 +43,7 @@ export interface CollectorOutcome {
 }
 
 export interface ScrapeResult {
-  /** 500 when the target could not be used at all (unreachable, TLS, authentication). */
+  /** 500 when no PVE call succeeded (unreachable, TLS, authentication, not PVE, no answer in time). */
   readonly status: 200 | 500;
   readonly families: MetricFamily[];
   readonly error?: string;
@@ -45,21 +55,15 @@ export interface ScraperOptions {
   readonly switches: CollectorSwitches;
   /** Seconds, used when the scraper sends no timeout header. */
   readonly defaultTimeout: number;
-  /** Seconds; 0 disables the guest config cache. */
-  readonly configCacheTtl: number;
 }
 
-/** Leave time to encode and send the answer before Prometheus gives up. */
-export function deadlineSeconds(timeout: number): number {
-  const margin = Math.min(0.5, Math.max(0.1, timeout * 0.1));
-  return Math.max(0.05, timeout - margin);
+class DeadlineReached extends Error {
+  constructor(why: DeadlineCause) {
+    super(why === 'hangup' ? 'the scraper hung up before the collector finished' : 'scrape deadline reached before the collector finished');
+  }
 }
-
-class DeadlineReached extends Error {}
 
 export class Scraper {
-  private readonly configCaches = new WeakMap<PveClient, GuestConfigCache>();
-
   constructor(
     private readonly clients: ClientCache,
     private readonly opts: ScraperOptions,
@@ -73,31 +77,12 @@ export class Scraper {
     );
   }
 
-  private configCacheFor(client: PveClient): GuestConfigCache {
-    let cache = this.configCaches.get(client);
-    if (!cache) {
-      cache = new GuestConfigCache(this.opts.configCacheTtl);
-      this.configCaches.set(client, cache);
-    }
-    return cache;
-  }
-
   async scrape(req: ScrapeRequest): Promise<ScrapeResult> {
     const started = performance.now();
-    const timeout = req.scrapeTimeoutSeconds ?? this.opts.defaultTimeout;
-    const budgetMs = deadlineSeconds(timeout) * 1000;
-    const abort = new AbortController();
-    let onDeadline!: () => void;
-    const deadlineReached = new Promise<never>((_, reject) => {
-      onDeadline = () => reject(new DeadlineReached());
-    });
-    deadlineReached.catch(() => undefined);
-    const timer = setTimeout(() => {
-      abort.abort();
-      onDeadline();
-    }, budgetMs);
-    const client = this.clients.get(req.module, req.target);
-    const session = new PveSession(client, { signal: abort.signal, deadline: Date.now() + budgetMs }, this.configCacheFor(client));
+    const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal);
+    const deadlineReached = deadline.reached((cause) => new DeadlineReached(cause));
+    const lease = this.clients.acquire(req.module, req.target);
+    const session = new PveSession(lease.client, requestContext(deadline, req.module.name));
     const collectors = this.enabledCollectors(req.cluster, req.node);
     const families: MetricFamily[] = [];
     const outcomes: CollectorOutcome[] = [];
@@ -108,8 +93,9 @@ export class Scraper {
         outcomes.push(r.outcome);
       }
     } finally {
-      clearTimeout(timer);
-      abort.abort();
+      // Whatever is still pending is abandoned now: aborted, not left to run after the answer.
+      deadline.dispose();
+      lease.release();
     }
     const moduleName = req.module.name;
     const target = targetKey(req.target);
@@ -118,11 +104,14 @@ export class Scraper {
     this.self.targetDuration?.observe({ module: moduleName, target }, seconds);
     if (session.configFetches > 0) this.self.guestConfigFetches.inc({ module: moduleName }, session.configFetches);
 
-    const fatal = unusableTarget(session);
-    if (fatal) {
+    const apiCalls = session.succeeded + session.failures.length;
+    // Nobody to answer: no failure to log or count, the target did nothing wrong.
+    if (deadline.cause === 'hangup') return { status: 500, families: [], error: 'the scraper hung up', outcomes, apiCalls };
+    const fatal = collectors.length > 0 && session.succeeded === 0 ? noDataReason(session, deadline) : undefined;
+    if (fatal !== undefined) {
       this.self.requestErrors.inc({ module: moduleName });
-      this.failures.failed(`${moduleName}|${target}|*`, { module: moduleName, target }, fatal.message);
-      return { status: 500, families: [], error: fatal.message, outcomes, apiCalls: session.succeeded + session.failures.length };
+      this.failures.failed(`${moduleName}|${target}|*`, { module: moduleName, target }, fatal);
+      return { status: 500, families: [], error: fatal, outcomes, apiCalls };
     }
     this.failures.succeeded(`${moduleName}|${target}|*`, { module: moduleName, target });
     const success = new MetricFamily(COLLECTOR_SUCCESS);
@@ -139,7 +128,20 @@ export class Scraper {
       }
     }
     if (outcomes.length > 0) families.push(success, duration);
-    return { status: 200, families, outcomes, apiCalls: session.succeeded + session.failures.length };
+    return { status: 200, families, outcomes, apiCalls };
+  }
+
+  /** /cluster/status of one target for /pve/sd: same client cache, same deadline, same hang-up rule. */
+  async clusterStatus(req: DiscoveryRequest): Promise<ClusterStatusEntry[]> {
+    const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal);
+    const lease = this.clients.acquire(req.module, req.target);
+    try {
+      const session = new PveSession(lease.client, requestContext(deadline, req.module.name));
+      return await Promise.race([session.clusterStatus(), deadline.reached(() => new PveError('deadline', '/cluster/status', deadlineMessage(deadline)))]);
+    } finally {
+      deadline.dispose();
+      lease.release();
+    }
   }
 
   private async runCollector(
@@ -157,10 +159,13 @@ export class Scraper {
       return done(true, families);
     } catch (err) {
       if (err instanceof PartialFailure) return done(false, err.families, describe(err.failure));
-      if (err instanceof DeadlineReached) return done(false, [], 'scrape deadline reached before the collector finished');
       return done(false, [], describe(err));
     }
   }
+}
+
+function requestContext(deadline: Deadline, module: string): RequestContext {
+  return { signal: deadline.signal, deadline: deadline.at, module };
 }
 
 function describe(err: unknown): string {
@@ -168,16 +173,30 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/**
- * The target is unusable when not a single call succeeded and what failed says so (no
- * connection, TLS refused, authentication refused, or no answer at all).
- */
-function unusableTarget(session: PveSession): PveError | undefined {
-  if (session.succeeded > 0 || session.failures.length === 0) return undefined;
-  const order: PveError['kind'][] = ['auth', 'tls', 'connect', 'timeout', 'deadline'];
-  for (const kind of order) {
-    const e = session.failures.find((f) => f.kind === kind);
-    if (e) return e;
-  }
-  return undefined;
+function deadlineMessage(deadline: Deadline): string {
+  if (deadline.cause === 'hangup') return 'the scraper hung up';
+  return `no answer from PVE within the scrape deadline (${deadline.timeoutSeconds}s scrape timeout minus a margin)`;
 }
+
+/** Most telling first: what says the target cannot be used at all, then what says it is not PVE. */
+const FATAL_ORDER: readonly PveError['kind'][] = ['auth', 'tls', 'connect', 'timeout', 'http', 'parse', 'size', 'deadline'];
+
+/**
+ * Why a scrape in which no PVE call succeeded has no data. Failures may not be recorded yet when
+ * the deadline fired first (the aborted requests settle later): then the deadline is the reason.
+ */
+function noDataReason(session: PveSession, deadline: Deadline): string {
+  for (const kind of FATAL_ORDER) {
+    const e = session.failures.find((f) => f.kind === kind);
+    if (!e || kind === 'deadline') continue;
+    // Target-level failures say it all; the others name the call (a 404 or an HTML page says "not PVE").
+    if (e.targetLevel) return e.message;
+    const notPve = kind === 'parse' || (kind === 'http' && e.status !== undefined && PROXY_OR_WEB_STATUSES.has(e.status));
+    return `${e.path}: ${e.message}${notPve ? NOT_PVE_HINT : ''}`;
+  }
+  return deadlineMessage(deadline);
+}
+
+/** Statuses pveproxy does not send for API paths, but web servers and reverse proxies do. */
+const PROXY_OR_WEB_STATUSES = new Set([404, 502, 503, 504]);
+const NOT_PVE_HINT = ' (is the target the PVE API, pveproxy on port 8006?)';

@@ -10,11 +10,9 @@ import { encodeChunks, negotiateFormat, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_T
 import type { Logger } from './log.ts';
 import type { ClientCache } from './pve/client.ts';
 import { PveError } from './pve/errors.ts';
-import { GuestConfigCache } from './pve/guest-config-cache.ts';
-import { PveSession } from './pve/session.ts';
 import { checkTargetAllowed, TargetRefused } from './pve/target-policy.ts';
 import { parseScrapeTimeout, parseSwitch, parseTarget, QueryError, readParams } from './query.ts';
-import { deadlineSeconds, type Scraper } from './scrape.ts';
+import type { Scraper } from './scrape.ts';
 import { buildSdGroups, type SdAddress } from './sd.ts';
 import type { SelfMetrics } from './self-metrics.ts';
 import { VERSION } from './version.ts';
@@ -80,7 +78,9 @@ async function handlePve(state: AppState, req: IncomingMessage, res: ServerRespo
     cluster,
     node,
     scrapeTimeoutSeconds: parseScrapeTimeout(req.headers['x-prometheus-scrape-timeout-seconds']),
+    signal: hangupSignal(res),
   });
+  if (res.destroyed) return; // the scraper hung up: nobody to answer
   if (result.status === 500) {
     await send(req, res, 500, 'text/plain; charset=utf-8', `Error scraping target ${target.host}: ${result.error ?? 'failed'}\n`);
     return;
@@ -142,23 +142,30 @@ async function handleSd(state: AppState, req: IncomingMessage, res: ServerRespon
   const address = (params.get('address') ?? 'ip') as SdAddress;
   if (address !== 'ip' && address !== 'name') throw new QueryError('address must be "ip" or "name"');
   checkTargetAllowed(module, target.host, target.port); // before any client or connection exists
-  const client = state.clients.get(module, target);
-  const budgetMs = deadlineSeconds(parseScrapeTimeout(req.headers['x-prometheus-scrape-timeout-seconds']) ?? state.defaultTimeout) * 1000;
-  const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), budgetMs);
   try {
-    // The SD call reads one endpoint; the guest config cache is not involved.
-    const session = new PveSession(client, { signal: abort.signal, deadline: Date.now() + budgetMs }, new GuestConfigCache(0));
-    const status = await session.clusterStatus();
+    const status = await state.scraper.clusterStatus({
+      module,
+      target,
+      scrapeTimeoutSeconds: parseScrapeTimeout(req.headers['x-prometheus-scrape-timeout-seconds']),
+      signal: hangupSignal(res),
+    });
     const groups = buildSdGroups(status, module.name, target.explicitPort ? target.port : undefined, address);
     await send(req, res, 200, 'application/json; charset=utf-8', JSON.stringify(groups));
   } catch (err) {
     const msg = err instanceof PveError ? `${err.path}: ${err.message}` : String(err);
     state.log.warn({ module: module.name, target: target.host, error: msg }, 'service discovery failed');
+    if (res.destroyed) return;
     await send(req, res, 500, 'text/plain; charset=utf-8', `Error discovering nodes via ${target.host}: ${msg}\n`);
-  } finally {
-    clearTimeout(timer);
   }
+}
+
+/** Aborted when the connection closes before the answer is complete: the scraper hung up. */
+function hangupSignal(res: ServerResponse): AbortSignal {
+  const hangup = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) hangup.abort();
+  });
+  return hangup.signal;
 }
 
 function escapeHtml(s: string): string {

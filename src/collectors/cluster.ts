@@ -1,14 +1,17 @@
 import { familyWithLabels, gauge, type MetricFamily } from '../exposition/family.ts';
 import type { ClusterStatusEntry } from '../pve/types.ts';
-import { labelValue, type ScrapeCollector } from './types.ts';
+import { labelNamesFrom, labelValue, type ScrapeCollector } from './types.ts';
 
 const CLUSTER_INFO = gauge('pve_cluster_info', 'Cluster info', ['id', 'nodes', 'quorate', 'version']);
 
-/** Labels are whatever keys the cluster entry has, minus type and name; id becomes cluster/<name>. */
+/**
+ * Labels are whatever keys the cluster entry has, minus type and name (and keys that are not valid
+ * label names); id becomes cluster/<name>.
+ */
 export function buildClusterInfo(status: ClusterStatusEntry[]): MetricFamily[] {
   const entry = status.find((e) => e.type === 'cluster');
   if (!entry) return []; // standalone node: no cluster, no family (as the reference)
-  const keys = Object.keys(entry).filter((k) => k !== 'type' && k !== 'name');
+  const keys = labelNamesFrom(Object.keys(entry).filter((k) => k !== 'type' && k !== 'name'));
   const fam = familyWithLabels(CLUSTER_INFO, keys);
   fam.add(keys.map((k) => (k === 'id' ? `cluster/${entry.name}` : labelValue(entry[k]))), 1);
   return [fam];

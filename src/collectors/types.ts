@@ -29,6 +29,17 @@ export interface SelfCollector {
 
 export type Collector = ScrapeCollector | SelfCollector;
 
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+/**
+ * The PVE keys that can be label names: [a-zA-Z_][a-zA-Z0-9_]* and not the reserved "__" prefix.
+ * A key PVE adds in a later release that breaks those rules is dropped, so one odd key cannot make
+ * the whole exposition unparseable.
+ */
+export function labelNamesFrom(keys: readonly string[]): string[] {
+  return keys.filter((k) => LABEL_NAME.test(k) && !k.startsWith('__'));
+}
+
 /** String form of a PVE value for a label (missing -> ""). */
 export function labelValue(v: unknown): string {
   if (v === undefined || v === null) return '';

@@ -1,17 +1,32 @@
-// Transport to one PVE target for one module: a keep-alive HTTPS pool whose connection count is
-// the per-target concurrency cap, API token or cached ticket auth, TLS verification by CA or by
-// certificate fingerprint, and a timeout per request bounded by the scrape deadline.
+// Transport to one PVE target for one set of module settings: a keep-alive HTTPS pool whose
+// connection count is the per-target concurrency cap, API token or cached ticket auth, TLS
+// verification by CA or by certificate fingerprint, a timeout per request bounded by the scrape
+// deadline, and a cap on the size of every answer. The client also holds what belongs to the
+// target (the ticket, the guest config cache), so all of it goes when the client goes.
+import { createHash } from 'node:crypto';
+import net from 'node:net';
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
-import { Pool } from 'undici';
+import { LRUCache } from 'lru-cache';
+import { Pool, buildConnector, type Dispatcher } from 'undici';
 import type { ModuleConfig } from '../config.ts';
 import { PveError, classifyTransportError } from './errors.ts';
+import { GuestConfigCache } from './guest-config-cache.ts';
 import { buildTlsConnector } from './tls.ts';
 
 const gunzipAsync = promisify(gunzip);
 
 /** PVE tickets live 2 hours; renew a little before, so a scrape never starts with a dying one. */
 export const TICKET_REUSE_MS = (7200 - 300) * 1000;
+
+/** Default cap on one PVE answer, raw and decoded: a 10,000-guest /cluster/resources is ~6 MB. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+/** Default cap on the number of (module settings, target) clients kept. */
+export const DEFAULT_MAX_CLIENTS = 1000;
+
+/** A client not used for this long is closed (its pool, ticket and caches go with it). */
+export const CLIENT_IDLE_MS = 10 * 60_000;
 
 export interface Target {
   /** Host name or IP address (IPv6 without brackets). */
@@ -20,10 +35,12 @@ export interface Target {
 }
 
 export interface RequestContext {
-  /** Aborted when the scrape deadline passes. */
+  /** Aborted when the scrape is over (its deadline passed or the scraper hung up). */
   readonly signal: AbortSignal;
   /** Epoch ms after which no request may run. */
   readonly deadline: number;
+  /** Module name for the API call metrics (equal modules share one client). */
+  readonly module?: string;
 }
 
 export interface ApiCallObserver {
@@ -33,6 +50,10 @@ export interface ApiCallObserver {
 export interface ClientOptions {
   /** Connections (= concurrent requests) per target. */
   readonly concurrency: number;
+  /** Cap on one answer's body, raw and after gunzip, bytes (default DEFAULT_MAX_RESPONSE_BYTES). */
+  readonly maxResponseBytes?: number;
+  /** Guest config cache TTL, seconds (default 0: no cache). */
+  readonly configCacheTtl?: number;
   readonly onApiCall?: ApiCallObserver;
   readonly now?: () => number;
 }
@@ -55,11 +76,102 @@ export function endpointTemplate(path: string): string {
     .replace(/\/replication\/[^/]+/, '/replication/{id}');
 }
 
+/** JSON with object keys sorted at every level, so equal settings serialise equally. */
+function stableJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
+  const obj = value as Record<string, unknown>;
+  const parts = Object.keys(obj)
+    .filter((k) => obj[k] !== undefined && typeof obj[k] !== 'function')
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${stableJson(obj[k])}`);
+  return `{${parts.join(',')}}`;
+}
+
+/** Fields that do not change how the target is reached: the module's name and its allow-list. */
+const NOT_CONNECTION_SETTINGS = new Set(['name', 'targets']);
+
+/**
+ * A digest of the module's connection settings (every field but name and targets), by value: a
+ * reloaded config whose module did not change gets the same digest, so it keeps its client. A
+ * digest, so no secret ever sits in a key that could reach a log or a debugger.
+ */
+export function connectionSettingsDigest(module: ModuleConfig): string {
+  const settings: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(module)) if (!NOT_CONNECTION_SETTINGS.has(k)) settings[k] = v;
+  return createHash('sha256').update(stableJson(settings)).digest('hex').slice(0, 32);
+}
+
+/** Waits for `work`, but no longer than `signal` allows; `work` itself goes on. */
+function waitWithin<T>(work: Promise<T>, signal: AbortSignal, onAbort: () => Error): Promise<T> {
+  if (signal.aborted) return Promise.reject(onAbort());
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(onAbort());
+    signal.addEventListener('abort', abort, { once: true });
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', abort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', abort);
+        reject(err);
+      },
+    );
+  });
+}
+
+function sizeError(path: string, what: string, max: number): PveError {
+  return new PveError('size', path, `${what} is larger than the cap of ${max} bytes (--pve.max-response-size)`);
+}
+
+/** The body of an answer, raw at most `max` bytes and decoded at most `max` bytes. */
+async function readCappedBody(res: Dispatcher.ResponseData, path: string, max: number): Promise<Buffer> {
+  const declared = Number(res.headers['content-length']);
+  if (Number.isFinite(declared) && declared > max) {
+    res.body.destroy();
+    throw sizeError(path, `answer (Content-Length ${declared})`, max);
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > max) {
+      res.body.destroy();
+      throw sizeError(path, 'answer', max);
+    }
+    chunks.push(chunk);
+  }
+  const raw = Buffer.concat(chunks, total);
+  const encoding = String(res.headers['content-encoding'] ?? '').trim().toLowerCase();
+  if (encoding !== 'gzip') return raw;
+  try {
+    // maxOutputLength stops inflating at the cap: a gzip bomb costs at most `max` bytes.
+    return await gunzipAsync(raw, { maxOutputLength: max });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw sizeError(path, 'decompressed answer', max);
+    throw new PveError('parse', path, `answer is not valid gzip: ${(err as Error).message}`);
+  }
+}
+
 export class PveClient {
-  private readonly pool: Pool;
+  private pool: Pool;
+  private readonly newPool: () => Pool;
   private ticket?: Ticket;
   private login?: Promise<Ticket>;
   private readonly now: () => number;
+  private readonly maxResponseBytes: number;
+  /** Scrapes holding this client (ClientCache leases). */
+  private users = 0;
+  /** Set when a request was abandoned: its connection may be stuck connecting or half-read. */
+  private abandoned = false;
+  /** No longer handed out (config changed, evicted): closes once the last user is gone. */
+  private retired = false;
+  private closing?: Promise<void>;
+  /** TCP connections whose TLS handshake has not finished. */
+  private readonly handshaking = new Set<net.Socket>();
+  /** Guest configs (onboot) of this target, for the config collector. */
+  readonly guestConfigs: GuestConfigCache;
   lastUsed: number;
 
   constructor(
@@ -69,20 +181,105 @@ export class PveClient {
   ) {
     this.now = opts.now ?? Date.now;
     this.lastUsed = this.now();
+    this.maxResponseBytes = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+    this.guestConfigs = new GuestConfigCache(opts.configCacheTtl ?? 0, this.now);
     // TLS verification (CA, server_name, fingerprint pins): src/pve/tls.ts.
     const connect = buildTlsConnector(module, module.timeout * 1000);
-    this.pool = new Pool(`https://${targetKey(target)}`, {
-      connections: opts.concurrency,
-      pipelining: 1,
-      connect,
-      keepAliveTimeout: 30_000,
-    });
+    const connectTracked = this.trackHandshakes(connect);
+    this.newPool = () =>
+      new Pool(`https://${targetKey(target)}`, {
+        connections: opts.concurrency,
+        pipelining: 1,
+        connect: connectTracked,
+        keepAliveTimeout: 30_000,
+      });
+    this.pool = this.newPool();
+  }
+
+  /**
+   * Opens the TCP connection itself and hands it to the TLS connector, so a connection still in
+   * its handshake when the scrape is over can be cut: undici cannot cancel a connect in progress,
+   * and a target that accepts and never answers would hold it until the connect timeout.
+   */
+  private trackHandshakes(connect: buildConnector.connector): buildConnector.connector {
+    return (options, callback) => {
+      const tcp = net.connect({ host: options.hostname, port: Number(options.port) || 443, localAddress: options.localAddress ?? undefined });
+      this.handshaking.add(tcp);
+      const done = () => this.handshaking.delete(tcp);
+      tcp.once('close', done);
+      tcp.on('error', () => undefined); // reported through the TLS socket to the callback
+      connect({ ...options, httpSocket: tcp }, (...args) => {
+        done();
+        if (args[0]) tcp.destroy();
+        callback(...args);
+      });
+    };
+  }
+
+  /**
+   * Cuts connections stuck in their handshake. The TLS socket owns the TCP handle, so destroy()
+   * of the TCP socket leaves the descriptor open; resetAndDestroy() closes it (with a RST).
+   */
+  private cutHandshakes(): void {
+    for (const tcp of this.handshaking) {
+      if (tcp.connecting) tcp.destroy();
+      else tcp.resetAndDestroy();
+    }
+    this.handshaking.clear();
   }
 
   /** GET an API path (below /api2/json) and return its `data`. */
   async get<T>(path: string, ctx: RequestContext, query?: Record<string, string>): Promise<T> {
     const qs = query ? '?' + new URLSearchParams(query).toString() : '';
     return this.request<T>('GET', path + qs, path, ctx, undefined, true);
+  }
+
+  /** A scrape starts using this client (ClientCache.acquire). */
+  hold(): void {
+    this.users++;
+    this.lastUsed = this.now();
+  }
+
+  /** A scrape is done with this client. */
+  release(): void {
+    this.users = Math.max(0, this.users - 1);
+    this.lastUsed = this.now();
+    this.settle();
+  }
+
+  /** Stop handing this client out; it closes once its scrapes and its login are done. */
+  retire(): void {
+    this.retired = true;
+    this.settle();
+  }
+
+  get inUse(): number {
+    return this.users;
+  }
+
+  /** True once the client has begun closing (retired and idle, or shut down). */
+  get closed(): boolean {
+    return this.closing !== undefined || this.pool.destroyed;
+  }
+
+  /**
+   * With nobody using the client and no login under way: a retired client closes; a client whose
+   * requests were abandoned (deadline, hang-up) gets a fresh pool, so connections stuck in a
+   * handshake or on a hanging answer are cut now rather than at the module timeout.
+   */
+  private settle(): void {
+    if (this.users > 0 || this.login) return;
+    if (this.retired) {
+      void this.close();
+      return;
+    }
+    if (this.abandoned) {
+      this.abandoned = false;
+      this.cutHandshakes();
+      const old = this.pool;
+      this.pool = this.newPool();
+      void old.destroy().catch(() => undefined);
+    }
   }
 
   private async authHeaders(ctx: RequestContext): Promise<Record<string, string>> {
@@ -94,15 +291,25 @@ export class PveClient {
     return { cookie: t.cookie };
   }
 
-  private async currentTicket(ctx: RequestContext): Promise<Ticket> {
-    if (this.ticket && this.now() - this.ticket.obtainedAt < TICKET_REUSE_MS) return this.ticket;
-    // One login per (module, target), whoever asks first; the others wait for it.
+  private currentTicket(ctx: RequestContext): Promise<Ticket> {
+    if (this.ticket && this.now() - this.ticket.obtainedAt < TICKET_REUSE_MS) return Promise.resolve(this.ticket);
+    // One login per client, whoever asks first; the others wait for it. It runs under the module
+    // timeout, not under the deadline of the scrape that happened to start it: each scrape waits
+    // for it within its own deadline, and a short scrape giving up does not fail a long one.
     if (!this.login) {
-      this.login = this.doLogin(ctx).finally(() => {
+      const loginCtx: RequestContext = {
+        signal: new AbortController().signal,
+        deadline: this.now() + this.module.timeout * 1000,
+        module: ctx.module,
+      };
+      const login = this.doLogin(loginCtx).finally(() => {
         this.login = undefined;
+        this.settle();
       });
+      login.catch(() => undefined); // every waiter may have left; the failure is theirs to report
+      this.login = login;
     }
-    return this.login;
+    return waitWithin(this.login, ctx.signal, () => new PveError('deadline', '/access/ticket', 'scrape deadline reached while waiting for the login'));
   }
 
   private async doLogin(ctx: RequestContext): Promise<Ticket> {
@@ -136,37 +343,58 @@ export class PveClient {
     mayRelogin: boolean,
   ): Promise<T> {
     this.lastUsed = this.now();
-    const remaining = ctx.deadline - this.now();
-    if (ctx.signal.aborted || remaining <= 0) {
+    if (ctx.signal.aborted || ctx.deadline - this.now() <= 0) {
       throw new PveError('deadline', path, 'scrape deadline reached before the request could start');
     }
     const headers: Record<string, string> = { accept: 'application/json', 'accept-encoding': 'gzip' };
     if (formBody !== undefined) headers['content-type'] = 'application/x-www-form-urlencoded';
     else Object.assign(headers, await this.authHeaders(ctx));
-    const timeoutMs = Math.min(this.module.timeout * 1000, ctx.deadline - this.now());
-    const timeoutSignal = AbortSignal.timeout(Math.max(1, timeoutMs));
-    const signal = AbortSignal.any([ctx.signal, timeoutSignal]);
+    const remaining = ctx.deadline - this.now();
+    if (ctx.signal.aborted || remaining <= 0) {
+      throw new PveError('deadline', path, 'scrape deadline reached before the request could start');
+    }
+    const moduleTimeoutMs = this.module.timeout * 1000;
+    const limitedByModule = moduleTimeoutMs <= remaining;
+    // One controller per request, fed by the scrape's signal and by a timer cleared afterwards
+    // (no AbortSignal.timeout left behind for the whole module timeout).
+    const abort = new AbortController();
+    let timedOut = false;
+    const abandon = () => {
+      this.abandoned = true;
+      abort.abort();
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      abandon();
+    }, Math.min(moduleTimeoutMs, remaining));
+    ctx.signal.addEventListener('abort', abandon, { once: true });
     const started = performance.now();
     const endpoint = endpointTemplate(path);
-    const observe = (outcome: string) => this.opts.onApiCall?.(this.module.name, endpoint, (performance.now() - started) / 1000, outcome);
-    let res;
-    try {
-      res = await this.pool.request({ method, path: '/api2/json' + pathWithQuery, headers, body: formBody, signal });
-    } catch (err) {
-      observe('error');
-      if (ctx.signal.aborted) throw new PveError('deadline', path, 'scrape deadline reached while waiting for PVE');
-      if (timeoutSignal.aborted) throw new PveError('timeout', path, `no answer within the module timeout of ${this.module.timeout}s`);
-      throw classifyTransportError(err, path);
-    }
+    const observe = (outcome: string) =>
+      this.opts.onApiCall?.(ctx.module ?? this.module.name, endpoint, (performance.now() - started) / 1000, outcome);
+    const interrupted = (phase: string): PveError | undefined => {
+      if (ctx.signal.aborted || (timedOut && !limitedByModule)) return new PveError('deadline', path, `scrape deadline reached ${phase}`);
+      if (timedOut) return new PveError('timeout', path, `no complete answer within the module timeout of ${this.module.timeout}s`);
+      return undefined;
+    };
+    let res: Dispatcher.ResponseData;
     let raw: Buffer;
     try {
-      raw = Buffer.from(await res.body.arrayBuffer());
-      if (res.headers['content-encoding'] === 'gzip') raw = await gunzipAsync(raw);
-    } catch (err) {
-      observe('error');
-      if (ctx.signal.aborted) throw new PveError('deadline', path, 'scrape deadline reached while reading the answer');
-      if (timeoutSignal.aborted) throw new PveError('timeout', path, `answer not complete within the module timeout of ${this.module.timeout}s`);
-      throw classifyTransportError(err, path);
+      try {
+        res = await this.pool.request({ method, path: '/api2/json' + pathWithQuery, headers, body: formBody, signal: abort.signal });
+      } catch (err) {
+        observe('error');
+        throw interrupted('while waiting for PVE') ?? classifyTransportError(err, path);
+      }
+      try {
+        raw = await readCappedBody(res, path, this.maxResponseBytes);
+      } catch (err) {
+        observe('error');
+        throw interrupted('while reading the answer') ?? classifyTransportError(err, path);
+      }
+    } finally {
+      clearTimeout(timer);
+      ctx.signal.removeEventListener('abort', abandon);
     }
     observe(String(res.statusCode));
     const reason = `${res.statusCode} ${res.statusText || ''}`.trim();
@@ -194,56 +422,107 @@ export class PveClient {
     return (parsed as { data: T }).data;
   }
 
-  async close(): Promise<void> {
+  /** Closes the pool gracefully: requests still running finish first. */
+  close(): Promise<void> {
+    this.retired = true;
+    this.cutHandshakes();
+    this.closing ??= (this.abandoned ? this.pool.destroy() : this.pool.close()).catch(() => undefined);
+    return this.closing;
+  }
+
+  /** Closes at once, cutting whatever runs (process shutdown). */
+  async destroy(): Promise<void> {
+    this.retired = true;
+    this.cutHandshakes();
     await this.pool.destroy().catch(() => undefined);
   }
 }
 
+/** A scrape's hold on a client: release it when the scrape is done, whatever happened. */
+export interface ClientLease {
+  readonly client: PveClient;
+  release(): void;
+}
+
+export interface ClientCacheOptions extends ClientOptions {
+  /** Most (module settings, target) clients kept; the least recently used goes first. */
+  readonly maxClients?: number;
+  /** A client unused this long is closed, ms. */
+  readonly idleMs?: number;
+}
+
 /**
- * One client per (module, target), kept while in use. Clients idle longer than `idleMs` are
- * closed, so a caller naming many targets cannot pile up pools.
+ * One client per (module connection settings, target). Bounded: at most `maxClients` (least
+ * recently used evicted) and none idle longer than `idleMs`, so a caller naming many targets
+ * cannot pile up pools, tickets and caches. A client that leaves the cache (evicted, idle, its
+ * module changed or removed by a reload) closes once the scrapes holding it are done.
  */
 export class ClientCache {
-  private readonly clients = new Map<string, PveClient>();
+  private readonly clients: LRUCache<string, PveClient>;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(
-    private readonly opts: ClientOptions,
-    private readonly idleMs = 10 * 60_000,
-  ) {
+  constructor(private readonly opts: ClientCacheOptions) {
+    const idleMs = opts.idleMs ?? CLIENT_IDLE_MS;
+    this.clients = new LRUCache<string, PveClient>({
+      max: opts.maxClients ?? DEFAULT_MAX_CLIENTS,
+      ttl: idleMs,
+      updateAgeOnGet: true,
+      dispose: (client) => client.retire(),
+    });
     this.timer = setInterval(() => this.sweep(), Math.min(idleMs, 60_000));
     this.timer.unref();
   }
 
-  get(module: ModuleConfig, target: Target): PveClient {
-    const key = `${module.name}\u0000${targetKey(target)}`;
-    let c = this.clients.get(key);
-    if (!c || c.module !== module) {
-      // A reloaded config brings new module objects: the old client's pool is closed.
-      if (c) void c.close();
-      c = new PveClient(module, target, this.opts);
-      this.clients.set(key, c);
+  static key(module: ModuleConfig, target: Target): string {
+    return `${connectionSettingsDigest(module)}|${targetKey(target)}`;
+  }
+
+  /** The client for (module, target), held until the lease is released. */
+  acquire(module: ModuleConfig, target: Target): ClientLease {
+    const key = ClientCache.key(module, target);
+    let client = this.clients.get(key);
+    if (!client) {
+      client = new PveClient(module, target, this.opts);
+      this.clients.set(key, client);
     }
-    return c;
+    client.hold();
+    let released = false;
+    const held = client;
+    return {
+      client: held,
+      release: () => {
+        if (released) return;
+        released = true;
+        held.release();
+      },
+    };
+  }
+
+  /**
+   * After a reload: clients of settings no module has any more are retired (closed once idle).
+   * Clients of unchanged modules stay, with their pools, tickets and caches.
+   */
+  retainModules(modules: Iterable<ModuleConfig>): void {
+    const keep = new Set<string>();
+    for (const m of modules) keep.add(connectionSettingsDigest(m));
+    for (const key of [...this.clients.keys()]) {
+      if (!keep.has(key.slice(0, key.indexOf('|')))) this.clients.delete(key);
+    }
   }
 
   get size(): number {
     return this.clients.size;
   }
 
-  sweep(now = Date.now()): void {
-    for (const [key, c] of this.clients) {
-      if (now - c.lastUsed > this.idleMs) {
-        this.clients.delete(key);
-        void c.close();
-      }
-    }
+  /** Drops clients idle longer than the idle time. */
+  sweep(): void {
+    this.clients.purgeStale();
   }
 
   async close(): Promise<void> {
     clearInterval(this.timer);
     const all = [...this.clients.values()];
     this.clients.clear();
-    await Promise.all(all.map((c) => c.close()));
+    await Promise.all(all.map((c) => c.destroy()));
   }
 }

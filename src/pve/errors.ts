@@ -8,7 +8,8 @@ export type PveErrorKind =
   | 'http' // any other non-2xx answer from PVE (403, 500, 501, 595...)
   | 'timeout' // the module timeout for one request ran out
   | 'deadline' // the scrape deadline ran out
-  | 'parse'; // the answer was not the JSON PVE sends
+  | 'parse' // the answer was not the JSON PVE sends
+  | 'size'; // the answer (raw or decompressed) was larger than --pve.max-response-size
 
 export class PveError extends Error {
   override readonly name = 'PveError';

@@ -2,7 +2,6 @@
 // asks first, and the others share the same promise.
 import type { PveClient, RequestContext } from './client.ts';
 import { PveError } from './errors.ts';
-import type { GuestConfigCache } from './guest-config-cache.ts';
 import type {
   ClusterResource,
   ClusterStatusEntry,
@@ -53,16 +52,24 @@ export class PveSession {
   constructor(
     private readonly client: PveClient,
     readonly ctx: RequestContext,
-    private readonly configCache: GuestConfigCache,
   ) {}
 
-  private async call<T>(path: string, query?: Record<string, string>): Promise<T> {
+  /** The client's guest config cache: it lives as long as the client (per module settings and target). */
+  private get configCache() {
+    return this.client.guestConfigs;
+  }
+
+  /**
+   * One API call; `shape` checks what `data` holds. A call counts as a success only when the
+   * answer is what PVE sends, so a web server that is not PVE never makes a scrape look good.
+   */
+  private async call<T>(path: string, shape: (data: unknown, path: string) => T): Promise<T> {
     try {
-      const data = await this.client.get<T>(path, this.ctx, query);
+      const data = shape(await this.client.get<unknown>(path, this.ctx), path);
       this.succeeded++;
       return data;
     } catch (err) {
-      if (err instanceof PveError) this.failures.push(err);
+      this.failures.push(err instanceof PveError ? err : new PveError('parse', path, err instanceof Error ? err.message : String(err)));
       throw err;
     }
   }
@@ -80,37 +87,37 @@ export class PveSession {
 
   clusterStatus(): Promise<ClusterStatusEntry[]> {
     const path = '/cluster/status';
-    return this.once(path, async () => asArray<ClusterStatusEntry>(await this.call(path), path));
+    return this.once(path, async () => this.call(path, asArray<ClusterStatusEntry>));
   }
 
   resources(): Promise<ClusterResource[]> {
     const path = '/cluster/resources';
-    return this.once(path, async () => asArray<ClusterResource>(await this.call(path), path));
+    return this.once(path, async () => this.call(path, asArray<ClusterResource>));
   }
 
   version(): Promise<VersionInfo> {
     const path = '/version';
-    return this.once(path, async () => asObject<VersionInfo>(await this.call(path), path));
+    return this.once(path, async () => this.call(path, asObject<VersionInfo>));
   }
 
   notBackedUp(): Promise<NotBackedUpGuest[]> {
     const path = '/cluster/backup-info/not-backed-up';
-    return this.once(path, async () => asArray<NotBackedUpGuest>(await this.call(path), path));
+    return this.once(path, async () => this.call(path, asArray<NotBackedUpGuest>));
   }
 
   qdevice(): Promise<QDeviceStatus> {
     const path = '/cluster/config/qdevice';
-    return this.once(path, async () => asObject<QDeviceStatus>((await this.call(path)) ?? {}, path));
+    return this.once(path, async () => this.call(path, (d, p) => asObject<QDeviceStatus>(d ?? {}, p)));
   }
 
   subscription(node: string): Promise<SubscriptionInfo> {
     const path = `/nodes/${encodeURIComponent(node)}/subscription`;
-    return this.once(path, async () => asObject<SubscriptionInfo>(await this.call(path), path));
+    return this.once(path, async () => this.call(path, asObject<SubscriptionInfo>));
   }
 
   replication(node: string): Promise<ReplicationJob[]> {
     const path = `/nodes/${encodeURIComponent(node)}/replication`;
-    return this.once(path, async () => asArray<ReplicationJob>(await this.call(path), path));
+    return this.once(path, async () => this.call(path, asArray<ReplicationJob>));
   }
 
   /** The node that answers for this target (`local: 1` in /cluster/status). */
@@ -155,7 +162,7 @@ export class PveSession {
           if (cached) return { type: g.type, vmid: g.vmid, node, onboot: cached.onboot };
           const path = `/nodes/${encodeURIComponent(node)}/${g.type}/${g.vmid}/config`;
           try {
-            const cfg = asObject<GuestConfig>(await this.call(path), path);
+            const cfg = await this.call(path, asObject<GuestConfig>);
             fetched++;
             this.configFetches++;
             const onboot = cfg.onboot === undefined ? undefined : Number(cfg.onboot);
