@@ -57,12 +57,14 @@ interface Scene {
   readonly target: string;
   /** The pve.yml module the exporter gets. */
   readonly module: Record<string, unknown>;
+  /** Extra exporter flags. */
+  readonly args?: readonly string[];
   /** Secrets beyond the module's own (tickets issued during the row). */
   readonly secrets?: () => readonly string[];
   /** Connections carrying a request that can never complete (must be closed after the answer). */
   readonly pending?: () => number;
-  /** Row-specific checks after the scrape. */
-  readonly check?: () => void;
+  /** Row-specific checks after the scrape, with the exporter's log. */
+  readonly check?: (stderr: string) => void;
   close(): Promise<void>;
 }
 
@@ -167,7 +169,7 @@ const ROWS: Row[] = [
     want: { status: 200, failing: ['backup-info'] },
     async setup(sim) {
       sim.addFault({ path: '/cluster/backup-info/not-backed-up', status: 403, reason: 'Permission check failed (/, Sys.Audit)' });
-      return simScene(sim, tokenModule(sim));
+      return { ...simScene(sim, tokenModule(sim)), check: (log) => assertFailureLogged(log, /403 Permission check failed \(\/, Sys\.Audit\)/, "PVE's reason") };
     },
   },
   {
@@ -191,7 +193,7 @@ const ROWS: Row[] = [
     want: { status: 200, failing: ['subscription', 'config', 'replication'] },
     async setup(sim) {
       sim.addFault({ path: /^\/nodes\//, status: 595, reason: 'Connection refused' });
-      return simScene(sim, tokenModule(sim));
+      return { ...simScene(sim, tokenModule(sim)), check: (log) => assertFailureLogged(log, /595 Connection refused/, "PVE's reason") };
     },
   },
   {
@@ -223,13 +225,28 @@ const ROWS: Row[] = [
     name: 'gzip bomb (/cluster/resources: 1 MiB -> 1 GiB)',
     want: { status: 200, failing: ['status', 'resources', 'config'] },
     setup: async (sim) =>
-      frontScene(sim, [{ path: '/cluster/resources', behaviour: { kind: 'answer', body: await gzipBomb(), gzip: true } }], tokenModule(sim)),
+      frontScene(sim, [{ path: '/cluster/resources', behaviour: { kind: 'answer', body: await gzipBomb(), gzip: true } }], tokenModule(sim), {
+        check: (log) => assertFailureLogged(log, /\/cluster\/resources.*--pve\.max-response-size/, 'the size cap'),
+      }),
   },
   {
     name: '30 MB valid answer (/cluster/resources, password auth)',
     want: { status: 200, failing: [] },
     setup: async (sim) =>
       frontScene(sim, [{ path: '/cluster/resources', behaviour: { kind: 'answer', body: await paddedAnswer(sim, '/cluster/resources', THIRTY_MB) } }], passwordModule(sim)),
+  },
+  {
+    name: '30 MB valid answer over a 16 MiB --pve.max-response-size',
+    want: { status: 200, failing: ['status', 'resources', 'config'] },
+    async setup(sim) {
+      const body = await paddedAnswer(sim, '/cluster/resources', THIRTY_MB);
+      const scene = await frontScene(sim, [{ path: '/cluster/resources', behaviour: { kind: 'answer', body } }], tokenModule(sim));
+      return {
+        ...scene,
+        args: ['--pve.max-response-size', '16MiB'],
+        check: (log) => assertFailureLogged(log, /\/cluster\/resources.*--pve\.max-response-size/, 'the size cap'),
+      };
+    },
   },
   {
     name: 'redirect (302 to another host that would answer)',
@@ -267,6 +284,17 @@ const ROWS: Row[] = [
     },
   },
 ];
+
+/** The exporter's log has a "collection failed" line whose error matches `re`. */
+function assertFailureLogged(log: string, re: RegExp, what: string): void {
+  const errors: string[] = [];
+  for (const line of log.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const entry = JSON.parse(line) as { msg?: string; error?: unknown };
+    if (entry.msg === 'collection failed') errors.push(String(entry.error));
+  }
+  assert.ok(errors.some((e) => re.test(e)), `${what}: no "collection failed" log line matching ${re}; logged: ${JSON.stringify(errors)}`);
+}
 
 async function pollUntilZero(count: () => number, waitMs: number): Promise<number> {
   const until = Date.now() + waitMs;
@@ -319,7 +347,7 @@ describe('fault matrix: 4 s scrape timeout against a failing target', () => {
   for (const row of ROWS) {
     test(row.name, async (t) => {
       const scene = await row.setup(sim);
-      const exporter = await spawnExporter({ config: YAML.stringify({ default: scene.module }) }).catch(async (err: unknown) => {
+      const exporter = await spawnExporter({ config: YAML.stringify({ default: scene.module }), args: scene.args }).catch(async (err: unknown) => {
         await scene.close();
         throw err;
       });
@@ -380,7 +408,7 @@ describe('fault matrix: 4 s scrape timeout against a failing target', () => {
         assert.doesNotMatch(stderr, UNHANDLED, 'nothing unhandled in the exporter log');
         assert.deepEqual({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, `clean exit on SIGTERM; stderr:\n${stderr}`);
         assert.deepEqual(leaks, [], 'no token value, password or ticket in the answer or the log');
-        scene.check?.();
+        scene.check?.(stderr);
       } finally {
         await exporter.stop();
         await scene.close();
