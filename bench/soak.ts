@@ -26,6 +26,8 @@ const { values } = parseArgs({
     'sample-every': { type: 'string', default: '500' },
     'idle-seconds': { type: 'string', default: '7' },
     entry: { type: 'string', default: 'dist' },
+    /** Passed to the exporter, e.g. --exporter-arg=--pve.max-targets=100 */
+    'exporter-arg': { type: 'string', multiple: true, default: [] },
   },
 });
 const num = (k: keyof typeof values): number => {
@@ -51,17 +53,31 @@ interface Sample {
   seconds: number;
   rss_mib: number;
   fds: number;
+  /** V8 heap in use (nodejs_heap_size_used_bytes from /metrics): tells a leak from memory V8 keeps. */
+  heap_used_mib?: number;
 }
 
+/** RSS and fds at once (from /proc); the heap figure follows from /metrics. */
 class Sampler {
   readonly samples: Sample[] = [];
+  private readonly pending: Promise<void>[] = [];
   private readonly t0 = performance.now();
   constructor(private readonly exporter: ExporterProcess) {}
-  take(done: number): Sample {
-    const s = { done, seconds: +((performance.now() - this.t0) / 1000).toFixed(1), rss_mib: mib(this.exporter.rssBytes()), fds: this.exporter.openFds() };
+  take(done: number): void {
+    const s: Sample = { done, seconds: +((performance.now() - this.t0) / 1000).toFixed(1), rss_mib: mib(this.exporter.rssBytes()), fds: this.exporter.openFds() };
     this.samples.push(s);
-    return s;
+    this.pending.push(heapUsedBytes(this.exporter.url).then((h) => void (s.heap_used_mib = mib(h))));
   }
+  async settled(): Promise<Sample[]> {
+    await Promise.allSettled(this.pending);
+    return this.samples;
+  }
+}
+
+async function heapUsedBytes(base: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
+  const m = /^nodejs_heap_size_used_bytes (\S+)$/m.exec(text);
+  return m ? Number(m[1]) : NaN;
 }
 
 interface Outcome {
@@ -125,7 +141,7 @@ function flatness(samples: Sample[], fdSlack: number) {
     rss_growth_mib: +rssGrowth.toFixed(1),
     fds: last.fds <= first.fds + fdSlack && fdMax <= first.fds + 2 * fdSlack,
     fd_range: [Math.min(...warm.map((s) => s.fds)), fdMax],
-    rule: `after the first 20% of samples: RSS grows <= max(16 MiB, 10%), fds end <= start + ${fdSlack} (connections in flight)`,
+    rule: `after the first 20% of samples: RSS grows <= max(16 MiB, 10%), fds end <= start + ${fdSlack} (keep-alive connections: the soak's targets x --pve.concurrency)`,
   };
 }
 
@@ -185,7 +201,7 @@ const FAULTS: ReadonlyArray<{ name: string; target: string; module?: string; tim
   { name: 'accept and hang (1 s scrape timeout)', target: hanging.target, timeoutSeconds: 1 },
 ];
 
-const exporter = await spawnExporter({ config, entry: ENTRY });
+const exporter = await spawnExporter({ config, entry: ENTRY, args: values['exporter-arg'] });
 const base = exporter.url;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const started = performance.now();
@@ -230,14 +246,14 @@ try {
   );
   const targetsSeconds = (performance.now() - t2) / 1000;
   await sleep(IDLE_SECONDS * 1000); // past the simulator's 5 s keep-alive: idle connections close
-  const targetsIdle = { seconds_idle: IDLE_SECONDS, rss_mib: mib(exporter.rssBytes()), fds: exporter.openFds() };
+  const targetsIdle = { seconds_idle: IDLE_SECONDS, rss_mib: mib(exporter.rssBytes()), fds: exporter.openFds(), heap_used_mib: mib(await heapUsedBytes(base)) };
   await relays.close();
   const targets = {
     distinct: TARGETS,
     concurrency: TARGETS_CONCURRENCY,
     seconds: +targetsSeconds.toFixed(1),
     ...summary(targetOutcomes),
-    samples: targetSampler.samples,
+    samples: await targetSampler.settled(),
     after_idle: targetsIdle,
     rss_growth_mib: +(targetsIdle.rss_mib - targetSampler.samples[0].rss_mib).toFixed(1),
   };
@@ -264,7 +280,8 @@ try {
   );
   const soakSeconds = (performance.now() - t3) / 1000;
   await sleep(IDLE_SECONDS * 1000);
-  const soakIdle = { seconds_idle: IDLE_SECONDS, rss_mib: mib(exporter.rssBytes()), fds: exporter.openFds() };
+  const soakIdle = { seconds_idle: IDLE_SECONDS, rss_mib: mib(exporter.rssBytes()), fds: exporter.openFds(), heap_used_mib: mib(await heapUsedBytes(base)) };
+  const soakSamples = await soakSampler.settled();
   const soak = {
     scrapes: SOAK,
     concurrency: SOAK_CONCURRENCY,
@@ -273,14 +290,15 @@ try {
     seconds: +soakSeconds.toFixed(1),
     scrapes_per_second: +(SOAK / soakSeconds).toFixed(0),
     ...summary(soakOutcomes),
-    samples: soakSampler.samples,
+    samples: soakSamples,
     after_idle: soakIdle,
-    flat: flatness(soakSampler.samples, SOAK_CONCURRENCY + FAULTS.length + 8),
+    // Each target of the soak may hold up to --pve.concurrency (8) keep-alive connections.
+    flat: flatness(soakSamples, (1 + FAULTS.length) * 8),
   };
 
   const stderr = exporter.stderr();
   const result = {
-    setup: { node: process.version, exporter: ENTRY, scenario: 'default', cpus: (await import('node:os')).cpus().length },
+    setup: { node: process.version, exporter: ENTRY, exporter_args: values['exporter-arg'], scenario: 'default', cpus: (await import('node:os')).cpus().length },
     idle,
     concurrent,
     targets,
