@@ -306,6 +306,7 @@ try {
     peak_rss_mib: mib(exporter.peakRssBytes()),
     exporter_alive: exporter.alive(),
     unhandled_in_log: /unhandled|uncaught/i.test(stderr),
+    process_warnings_in_log: /^\(node:\d+\) \w*Warning/m.test(stderr),
     total_seconds: +((performance.now() - started) / 1000).toFixed(1),
   };
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
