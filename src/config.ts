@@ -179,7 +179,7 @@ function finishModule(name: string, m: RawModule, loc: Located, warnings: string
   const caFile = typeof m.verify_ssl === 'string' ? m.verify_ssl : m.ca_file;
   const caKey = typeof m.verify_ssl === 'string' ? 'verify_ssl' : 'ca_file';
   const verifySsl = m.verify_ssl !== false;
-  const ca = caFile === undefined ? undefined : readCaBundle(caFile, loc.where(name, caKey));
+  const ca = caFile === undefined ? undefined : readCaBundle(caFile, loc.where(name, caKey), warnings);
   if (m.server_name !== undefined && !isHostName(m.server_name)) {
     throw new ConfigError(`${loc.where(name, 'server_name')}: server_name must be a DNS name as written in the certificate (e.g. pve.example.com)`);
   }
@@ -199,7 +199,8 @@ function finishModule(name: string, m: RawModule, loc: Located, warnings: string
     warnings.push(
       `${loc.where(name)}: no "targets:" allow-list, so the module's credentials are sent to any host a caller names ` +
         'in ?target= (anyone who can reach the exporter can make it hand them to a host of theirs); ' +
-        'list the PVE nodes the module may reach, e.g. targets: ["pve1.example.com", "*.pve.example.com", "10.0.0.0/24"]',
+        'list the PVE nodes the module may reach, e.g. targets: ["pve1.example.com", "*.pve.example.com", "10.0.0.0/24"] ' +
+        '(PVE_TARGETS=pve1.example.com,10.0.0.0/24 in the environment)',
     );
   }
   return {
@@ -223,7 +224,7 @@ function finishModule(name: string, m: RawModule, loc: Located, warnings: string
  * Reads a CA bundle and parses every PEM block as an X.509 certificate, so a wrong file (a key, a
  * truncated copy, a DER file) fails at start instead of at the first scrape.
  */
-function readCaBundle(file: string, where: string): string {
+function readCaBundle(file: string, where: string, warnings: string[]): string {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -238,10 +239,18 @@ function readCaBundle(file: string, where: string): string {
     if (b[1] !== 'CERTIFICATE' || b[3] !== 'CERTIFICATE') {
       throw new ConfigError(`${where}: ${file} block ${i + 1} is a ${b[1]}, not a CERTIFICATE; the file must hold CA certificates only`);
     }
+    let cert: X509Certificate;
     try {
-      new X509Certificate(b[0]);
+      cert = new X509Certificate(b[0]);
     } catch (err) {
       throw new ConfigError(`${where}: ${file} block ${i + 1} is not a valid certificate: ${(err as Error).message}`);
+    }
+    if (!cert.ca) {
+      // The usual slip: a node's pve-ssl.pem copied instead of the cluster's pve-root-ca.pem.
+      warnings.push(
+        `${where}: ${file} block ${i + 1} (${cert.subject.replace(/\n/g, ', ')}) is not a CA certificate and verifies nothing; ` +
+          'for a PVE cluster use a copy of /etc/pve/pve-root-ca.pem, not a node\'s pve-ssl.pem',
+      );
     }
   }
   return text;

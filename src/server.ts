@@ -211,7 +211,8 @@ export function createRequestHandler(state: AppState): (req: IncomingMessage, re
       }
       if (err instanceof TargetRefused) {
         state.self.targetRefused.inc({ module: err.module });
-        state.log.warn({ module: err.module, target: err.target }, 'target refused: not in the module\'s targets allow-list');
+        // Debug only: a caller could flood the log; pve_exporter_target_refused_total counts them.
+        state.log.debug({ module: err.module, target: err.target }, 'target refused: not in the module\'s targets allow-list');
         await send(req, res, 403, 'text/plain; charset=utf-8', `${err.message}\n`).catch(() => res.destroy());
         return;
       }

@@ -220,7 +220,11 @@ test('ca_file is parsed at load: every PEM block must be a certificate', () => {
   expectError(`${BASE}  ca_file: ${withKey}\n`, 'key "ca_file"', 'block 2 is a PRIVATE KEY, not a CERTIFICATE');
   expectError(`${BASE}  ca_file: ${truncated}\n`, 'key "ca_file"', 'without its END line');
   expectError(`${BASE}  ca_file: ${empty}\n`, 'key "ca_file"', 'holds no PEM certificate');
-  assert.match(parseConfigText(`${BASE}  ca_file: ${bundle}\n`, 'pve.yml').modules.get('default')!.ca ?? '', /BEGIN CERTIFICATE/);
+  const withLeaf = parseConfigText(`${BASE}  ca_file: ${bundle}\n  targets: [pve1]\n`, 'pve.yml');
+  assert.match(withLeaf.modules.get('default')!.ca ?? '', /BEGIN CERTIFICATE/);
+  // The bundle's second block is the simulator's server certificate: a leaf, not a CA.
+  assert.equal(withLeaf.warnings.length, 1);
+  assert.match(withLeaf.warnings[0], /key "ca_file".*block 2 \(CN=localhost\) is not a CA certificate.*pve-root-ca\.pem/);
   // A CA that verify_ssl: false or a pin makes useless is pointed out.
   const unused = parseConfigText(`${BASE}  ca_file: ${bundle}\n  verify_ssl: false\n  targets: [pve1]\n`, 'pve.yml');
   assert.match(unused.warnings.join('\n'), /key "ca_file".*not used because verify_ssl is false/);

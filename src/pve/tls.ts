@@ -89,7 +89,8 @@ export function buildTlsConnector(settings: TlsSettings, timeoutMs: number): bui
   const pinned = pins.length > 0;
   const base = buildConnector({
     rejectUnauthorized: settings.verifySsl && !pinned,
-    ca: settings.ca,
+    // Under a pin the CA bundle plays no part (config.ts warns when both are set).
+    ca: pinned ? undefined : settings.ca,
     maxCachedSessions: pinned ? 0 : 100,
     timeout: timeoutMs,
   });
