@@ -22,7 +22,7 @@ export type AuthResult =
   | { ok: false; reason: string };
 
 export class Authenticator {
-  private readonly key = randomBytes(32);
+  private key = randomBytes(32);
 
   constructor(
     private readonly credentials: SimCredentials,
@@ -55,10 +55,17 @@ export class Authenticator {
     return safeEqual(signature, this.sign(`${stamp}:${user}`)) && isFresh(parseInt(stamp, 16), nowSec, this.ticketLifetimeSec);
   }
 
+  /** Ends every ticket and CSRF token issued so far: a new key makes their signatures wrong,
+   *  which is how a test gets "the ticket has expired" at an exact moment (a short lifetime
+   *  cannot give that: stamps are whole seconds, so a ticket of 1 s lives anywhere in 0..1 s). */
+  expireIssuedTickets(): void {
+    this.key = randomBytes(32);
+  }
+
   /** Checks a login: the password, or a still-valid ticket of the same user (renewal). */
-  checkLogin(user: string, password: string): boolean {
+  checkLogin(user: string, password: string, nowSec = nowInSeconds()): boolean {
     if (user !== this.credentials.user) return false;
-    return safeEqual(password, this.credentials.password) || this.verifyTicket(password) === user;
+    return safeEqual(password, this.credentials.password) || this.verifyTicket(password, nowSec) === user;
   }
 
   /** Cookie first, then the Authorization header (token or cookie string), like PVE. */

@@ -271,6 +271,7 @@ class SimulatorServer {
       fingerprint: tls.fingerprint,
       stats: () => this.stats.snapshot(),
       resetStats: () => this.stats.reset(),
+      expireTickets: () => this.auth.expireIssuedTickets(),
       addFault: (rule) => this.faults.add(rule),
       clearFaults: () => this.faults.clear(),
       setGuestStatus: (vmid, status) => this.setGuestStatus(vmid, status),

@@ -1,6 +1,6 @@
 // The data a simulated cluster serves, and the live "view" on top of it: guests started or
 // stopped, nodes taken offline, and which node answers a request. Both sources (the scenarios
-// of ../shared/pve-api and the generated clusters) produce the same ClusterModel, so every
+// of reference/pve-api and the generated clusters) produce the same ClusterModel, so every
 // dynamic behaviour is written once, against PVE's own JSON shapes.
 
 export type Json = null | boolean | number | string | Json[] | JsonObject;

@@ -1,6 +1,7 @@
-// Reads the reference data of ../shared/pve-api (one JSON file per endpoint) and builds the
-// scenarios of ../shared/compat from it: which variant replaces which example is one table
-// (SCENARIO_VARIANTS), copied from ../shared/compat/README.md.
+// Reads the PVE API reference data in reference/pve-api (one JSON file per endpoint, a copy kept
+// in the repository, see reference/README.md) and builds the scenarios of reference/compat from
+// it: which variant replaces which example is one table (SCENARIO_VARIANTS), taken from
+// reference/compat/README.md.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,12 +35,12 @@ export type EndpointFiles = Map<string, EndpointFile>;
 /** Files that describe the server as a whole rather than one GET endpoint. */
 const NON_ENDPOINT_FILES = new Set(['auth.json', 'errors.json']);
 
-/** ../shared/pve-api relative to the repository root, or $PVE_API_DIR. */
+/** The repository's copy of the reference data (reference/pve-api), or $PVE_API_DIR. */
 export function defaultPveApiDir(): string {
   const fromEnv = process.env.PVE_API_DIR;
   if (fromEnv !== undefined && fromEnv !== '') return path.resolve(fromEnv);
   const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-  return path.resolve(repoRoot, '..', 'shared', 'pve-api');
+  return path.join(repoRoot, 'reference', 'pve-api');
 }
 
 export function loadEndpointFiles(dir: string): EndpointFiles {
@@ -97,7 +98,7 @@ export function isApiBody(value: Json | undefined): value is ApiBody {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Scenario variants (../shared/compat/README.md)
+// Scenario variants (reference/compat/README.md)
 // ---------------------------------------------------------------------------------------------
 
 /** What a variant replaces: the whole example (and every examples_by_* body), the body of one

@@ -1,7 +1,7 @@
 // The contract of the PVE API simulator (sim/index.ts). Tests, the demo and the benchmarks
 // depend only on this file; keep it stable.
 
-/** Scenarios built from ../shared/pve-api, matching the folders of ../shared/compat. */
+/** Scenarios built from reference/pve-api, matching the folders of reference/compat. */
 export type ScenarioName = 'default' | 'pve8' | 'degraded' | 'standalone';
 
 /** A generated cluster of any size, consistent across all endpoints. */
@@ -36,7 +36,7 @@ export interface FaultRule {
 }
 
 export interface SimOptions {
-  /** A scenario from ../shared (default "default"), or a generated cluster. */
+  /** A scenario of reference/compat (default "default"), or a generated cluster. */
   scenario?: ScenarioName;
   generated?: GeneratedCluster;
   /** Listen address (default 127.0.0.1; only loopback is allowed). Port 0 = ephemeral. */
@@ -48,7 +48,11 @@ export interface SimOptions {
   configLatencyMs?: number;
   /** Nodes answering 595 for proxied calls (/nodes/<node>/...) and shown offline. */
   offlineNodes?: string[];
-  /** Ticket lifetime in seconds (PVE: 7200). */
+  /**
+   * Ticket lifetime in seconds (PVE: 7200). Tickets carry their issue time in whole seconds, as
+   * PVE's do, so a ticket lives between L-1 and L seconds: a test that needs a ticket to end at a
+   * known moment calls expireTickets() instead of waiting for a short lifetime.
+   */
   ticketLifetimeSec?: number;
   /** Delay of 401 answers in ms (PVE: ~3000; default 0 in tests). */
   authFailureDelayMs?: number;
@@ -95,6 +99,11 @@ export interface Simulator {
   fingerprint: string;
   stats(): SimStats;
   resetStats(): void;
+  /**
+   * Every ticket and CSRF token issued so far stops working at once (401 "invalid PVE ticket",
+   * as for an expired ticket, and no renewal with it); logins with the password still work.
+   */
+  expireTickets(): void;
   addFault(rule: FaultRule): void;
   clearFaults(): void;
   /** Change a guest's state (running|stopped) everywhere it shows. */

@@ -1,34 +1,40 @@
 // Wiring: options + config -> a listening server. Used by main.ts and by tests in-process.
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Options } from './cli.ts';
 import { parseListenAddress } from './cli.ts';
-import type { LoadedConfig } from './config.ts';
+import { loadConfig, type LoadedConfig } from './config.ts';
 import { FailureLog, type Logger } from './log.ts';
 import { ClientCache } from './pve/client.ts';
 import { Scraper } from './scrape.ts';
 import { createRequestHandler, type AppState } from './server.ts';
 import { SelfMetrics } from './self-metrics.ts';
+import { BasicAuthVerifier } from './web/basic-auth.ts';
+import type { Lifecycle, ReloadOutcome } from './web/lifecycle.ts';
+import { describeSecurity, loadWebSetup, type WebSetup } from './web/setup.ts';
+import { ClientCertPolicy, serverOptions } from './web/tls.ts';
 
 export interface App {
   readonly state: AppState;
   /** e.g. "http://127.0.0.1:9221" */
   readonly url: string;
   readonly port: number;
+  /** The one reload (SIGHUP, POST /-/reload): pve.yml and the web config, all or nothing. */
+  reload(trigger: string): ReloadOutcome;
   close(): Promise<void>;
 }
 
-function readTlsFile(flag: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new Error(`${flag} ${path}: cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-  }
+export interface AppHooks {
+  /** Reads pve.yml again on reload (default: --config.file / PVE_* as at start). */
+  loadConfig?: () => LoadedConfig;
+  /** POST /-/quit (default: close the app). */
+  onQuit?: () => void;
 }
 
-export async function startApp(opts: Options, config: LoadedConfig, log: Logger): Promise<App> {
+export async function startApp(opts: Options, config: LoadedConfig, log: Logger, hooks: AppHooks = {}): Promise<App> {
+  let setup: WebSetup = loadWebSetup(opts);
+  for (const w of setup.web?.warnings ?? []) log.warn(w);
   const self = new SelfMetrics({ apiMetrics: opts.collectors['pve-api-metrics'], targetMetrics: opts.collectors['target-metrics'] });
   self.initModules(config.modules.keys());
   const clients = new ClientCache({
@@ -46,6 +52,13 @@ export async function startApp(opts: Options, config: LoadedConfig, log: Logger)
     self,
     new FailureLog(log),
   );
+  let policy: ClientCertPolicy | undefined;
+  let app: App | undefined;
+  const lifecycle: Lifecycle = {
+    enabled: opts.enableLifecycle,
+    reload: (trigger) => reload(trigger),
+    quit: () => (hooks.onQuit ? hooks.onQuit() : void app?.close()),
+  };
   let current = config;
   const state: AppState = {
     // A reload assigns a new config: clients of module settings that are gone are retired (they
@@ -63,12 +76,51 @@ export async function startApp(opts: Options, config: LoadedConfig, log: Logger)
     log,
     switches: opts.collectors,
     defaultTimeout: opts.defaultTimeout,
+    web: setup.web,
+    auth: new BasicAuthVerifier(),
+    lifecycle,
+    security: () => describeSecurity(setup),
   };
+  state.auth.prepare(setup.web?.users ?? new Map());
+  const readConfig = hooks.loadConfig ?? (() => loadConfig(opts.configFile, process.env));
+
+  // In-flight scrapes keep the module object they picked at their start (state.config is
+  // replaced, never changed), so a reload only affects scrapes that start after it.
+  function reload(trigger: string): ReloadOutcome {
+    try {
+      const next = readConfig();
+      const nextSetup = loadWebSetup(opts);
+      if (Boolean(nextSetup.tls) !== Boolean(policy)) {
+        throw new Error(`switching between HTTP and HTTPS needs a restart (${nextSetup.tls ? 'TLS was added' : 'TLS was removed'})`);
+      }
+      if (nextSetup.tls) policy!.swap(nextSetup.tls);
+      for (const w of [...next.warnings, ...(nextSetup.web?.warnings ?? [])]) log.warn(w);
+      state.config = next;
+      state.web = nextSetup.web;
+      state.auth.prepare(nextSetup.web?.users ?? new Map());
+      setup = nextSetup;
+      self.initModules(next.modules.keys());
+      self.configLoaded(true);
+      log.info({ trigger, modules: [...next.modules.keys()], access: describeSecurity(setup) }, 'configuration reloaded');
+      return { ok: true };
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      self.configLoaded(false);
+      log.error({ trigger, error }, 'configuration reload failed; keeping the old one');
+      return { ok: false, error };
+    }
+  }
+
   const handler = createRequestHandler(state);
-  const tls = opts.keyFile && opts.certFile;
-  const server = tls
-    ? https.createServer({ key: readTlsFile('--server.keyfile', opts.keyFile!), cert: readTlsFile('--server.certfile', opts.certFile!) }, handler)
-    : http.createServer(handler);
+  let server: http.Server;
+  if (setup.tls) {
+    const httpsServer = https.createServer(serverOptions(setup.tls), handler);
+    policy = new ClientCertPolicy(setup.tls, httpsServer, log);
+    server = httpsServer;
+  } else {
+    server = http.createServer(handler);
+  }
+  self.configLoaded(true);
   server.keepAliveTimeout = 65_000; // longer than Prometheus' idle connection reuse
   const { host, port } = parseListenAddress(opts.listenAddress);
   await new Promise<void>((resolve, reject) => {
@@ -80,11 +132,12 @@ export async function startApp(opts: Options, config: LoadedConfig, log: Logger)
   });
   const addr = server.address() as AddressInfo;
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  const url = `${tls ? 'https' : 'http'}://${shownHost}:${addr.port}`;
-  return {
+  const url = `${setup.tls ? 'https' : 'http'}://${shownHost}:${addr.port}`;
+  app = {
     state,
     url,
     port: addr.port,
+    reload,
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -93,4 +146,5 @@ export async function startApp(opts: Options, config: LoadedConfig, log: Logger)
       await clients.close();
     },
   };
+  return app;
 }

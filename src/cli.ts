@@ -12,6 +12,12 @@ export interface Options {
   listenAddress: string;
   keyFile?: string;
   certFile?: string;
+  /** --web.config.file: exporter-toolkit web config (TLS, client certificates, basic auth, headers). */
+  webConfigFile?: string;
+  /** POST /-/reload and /-/quit. */
+  enableLifecycle: boolean;
+  /** Validate the configuration files and exit. */
+  configCheck: boolean;
   collectors: Record<string, boolean>;
   /** Concurrent API requests (connections) per (module, target). */
   concurrency: number;
@@ -67,6 +73,14 @@ export function buildCommand(): Command {
     .addOption(new Option('--server.keyfile <path>', 'TLS private key: serve HTTPS (with --server.certfile)'))
     .addOption(new Option('--server.certfile <path>', 'TLS certificate chain: serve HTTPS (with --server.keyfile)'))
     .addOption(
+      new Option(
+        '--web.config.file <path>',
+        'exporter-toolkit web config (as node_exporter and Prometheus read): TLS, client certificates, basic auth, headers; re-read on reload (docs/web-config.md)',
+      ),
+    )
+    .addOption(new Option('--web.enable-lifecycle', 'enable POST /-/reload and POST /-/quit (SIGHUP reloads either way)'))
+    .addOption(new Option('--config.check', 'check --config.file (and --web.config.file) and exit: 0 with a one-line OK, 1 with the error'))
+    .addOption(
       new Option('--pve.concurrency <n>', 'concurrent API requests per (module, target); keeps PVE from being flooded')
         .default(8)
         .argParser(intInRange('--pve.concurrency', 1, 64)),
@@ -98,7 +112,9 @@ export function buildCommand(): Command {
     cmd.addOption(new Option(`--collector.${c.name}`, `enable the ${c.name} collector (${where}, default: ${state}): ${c.description}`).default(state).hideHelp(false));
     cmd.addOption(new Option(`--no-collector.${c.name}`, `disable the ${c.name} collector`));
   }
-  return cmd.allowExcessArguments(false).showHelpAfterError();
+  // A mistyped flag gets the error, commander's "did you mean" and a pointer to --help, not the
+  // whole help text (which scrolled the error out of sight).
+  return cmd.allowExcessArguments(false).showSuggestionAfterError(true).showHelpAfterError("see 'pve-exporter --help' for all flags");
 }
 
 export function parseCli(argv: readonly string[]): Options {
@@ -120,6 +136,9 @@ export function parseCli(argv: readonly string[]): Options {
     listenAddress: String(o['web.listenAddress']),
     keyFile: o['server.keyfile'] as string | undefined,
     certFile: o['server.certfile'] as string | undefined,
+    webConfigFile: o['web.config.file'] as string | undefined,
+    enableLifecycle: o['web.enableLifecycle'] === true,
+    configCheck: o['config.check'] === true,
     collectors,
     concurrency: o['pve.concurrency'] as number,
     maxResponseBytes: o['pve.maxResponseSize'] as number,

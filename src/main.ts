@@ -9,9 +9,29 @@ import { ConfigError, loadConfig, type LoadedConfig } from './config.ts';
 import { createLogger } from './log.ts';
 import { startApp } from './app.ts';
 import { VERSION } from './version.ts';
+import { describeSecurity, loadWebSetup } from './web/setup.ts';
+import { WebConfigError } from './web/web-config.ts';
+
+/** --config.check: for Ansible's `validate:` and CI. One line on stdout, or the error and 1. */
+function checkConfig(opts: ReturnType<typeof parseCli>): never {
+  try {
+    const config = loadConfig(opts.configFile, process.env);
+    const setup = loadWebSetup(opts);
+    const web = opts.webConfigFile ? `; web config ${opts.webConfigFile} OK (${describeSecurity(setup)})` : '';
+    process.stdout.write(`pve-exporter: config ${config.source} OK (${config.modules.size} module${config.modules.size === 1 ? '' : 's'})${web}\n`);
+    process.exit(0);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof WebConfigError) {
+      process.stderr.write(`pve-exporter: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
 
 async function main(): Promise<void> {
   const opts = parseCli(process.argv);
+  if (opts.configCheck) checkConfig(opts);
   const log = createLogger(opts.logLevel);
   let config: LoadedConfig;
   try {
@@ -26,28 +46,18 @@ async function main(): Promise<void> {
   for (const w of config.warnings) log.warn(w);
   let app;
   try {
-    app = await startApp(opts, config, log);
+    app = await startApp(opts, config, log, { onQuit: () => stop('/-/quit') });
   } catch (err) {
     process.stderr.write(`pve-exporter: cannot start: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   }
   log.info(
-    { version: VERSION, address: app.url, modules: [...config.modules.keys()], config: config.source },
+    { version: VERSION, address: app.url, modules: [...config.modules.keys()], config: config.source, access: app.state.security() },
     'pve-exporter listening',
   );
 
-  process.on('SIGHUP', () => {
-    // Reload pve.yml; a broken file keeps the running config.
-    try {
-      const next = loadConfig(opts.configFile, process.env);
-      for (const w of next.warnings) log.warn(w);
-      app.state.config = next;
-      app.state.self.initModules(next.modules.keys());
-      log.info({ modules: [...next.modules.keys()] }, 'configuration reloaded');
-    } catch (err) {
-      log.error({ error: err instanceof Error ? err.message : String(err) }, 'configuration reload failed; keeping the old one');
-    }
-  });
+  // Reload pve.yml and the web config; a broken file keeps the running config (logged, metric).
+  process.on('SIGHUP', () => void app.reload('SIGHUP'));
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -18,13 +18,16 @@ export function parseTarget(raw: string, defaultPort: number): Target & { explic
   }
 }
 
-/** The reference turns a scope off with "0", "false" or an empty value. */
-export function parseSwitch(name: string, raw: string | undefined): boolean {
+/**
+ * As the reference (prometheus-pve-exporter 3.10, `value.lower() not in ['false', '0', '']`):
+ * only "false" (any case), "0" and an empty value switch a scope off; every other value,
+ * "no" and "off" included, leaves it on. Stricter parsing would silently change what an
+ * existing scrape config collects.
+ */
+export function parseSwitch(raw: string | undefined): boolean {
   if (raw === undefined) return true;
   const s = raw.toLowerCase();
-  if (s === '' || s === '0' || s === 'false' || s === 'no' || s === 'off') return false;
-  if (s === '1' || s === 'true' || s === 'yes' || s === 'on') return true;
-  throw new QueryError(`${name} must be 1/0 or true/false, got "${raw}"`);
+  return !(s === 'false' || s === '0' || s === '');
 }
 
 /** Reads parameters, rejecting unknown and repeated ones. */

@@ -26,6 +26,13 @@ export const SELF_FAMILIES = {
     'Requests refused with 403 because the target is not in the module\'s targets allow-list (no connection made)',
     ['module'],
   ),
+  configReloadSuccess: spec('pve_exporter_config_last_reload_successful', 'gauge', 'Whether the last configuration reload (SIGHUP or /-/reload) succeeded (1) or failed (0)', []),
+  configReloadTime: spec(
+    'pve_exporter_config_last_reload_success_timestamp_seconds',
+    'gauge',
+    'Unix time of the last successful configuration load (start or reload)',
+    [],
+  ),
   buildInfo: spec('pve_exporter_build_info', 'gauge', 'pve-exporter version and the Node.js runtime it runs on', ['version', 'nodejs']),
   apiDuration: spec('pve_scrape_api_duration_seconds', 'histogram', 'Duration of PVE API calls, by module, endpoint and HTTP status', ['module', 'endpoint', 'status']),
   targetDuration: spec('pve_scrape_target_duration_seconds', 'histogram', 'Duration of whole /pve scrapes, by module and target', ['module', 'target']),
@@ -46,6 +53,8 @@ export class SelfMetrics {
   readonly collectorFailures: Counter<'module' | 'collector'>;
   readonly guestConfigFetches: Counter<'module'>;
   readonly targetRefused: Counter<'module'>;
+  private readonly reloadSuccess: Gauge;
+  private readonly reloadTime: Gauge;
   readonly apiDuration?: Histogram<'module' | 'endpoint' | 'status'>;
   readonly targetDuration?: Histogram<'module' | 'target'>;
 
@@ -55,6 +64,12 @@ export class SelfMetrics {
       this.requestErrors.inc({ module }, 0);
       this.targetRefused.inc({ module }, 0);
     }
+  }
+
+  /** Records a configuration load: at start and on every reload attempt. */
+  configLoaded(ok: boolean, now = Date.now()): void {
+    this.reloadSuccess.set(ok ? 1 : 0);
+    if (ok) this.reloadTime.set(now / 1000);
   }
 
   constructor(opts: SelfMetricsOptions) {
@@ -82,6 +97,8 @@ export class SelfMetrics {
       registers: [r],
     });
     this.targetRefused = new Counter({ name: f.targetRefused.name, help: f.targetRefused.help, labelNames: ['module'], registers: [r] });
+    this.reloadSuccess = new Gauge({ name: f.configReloadSuccess.name, help: f.configReloadSuccess.help, registers: [r] });
+    this.reloadTime = new Gauge({ name: f.configReloadTime.name, help: f.configReloadTime.help, registers: [r] });
     new Gauge({ name: f.buildInfo.name, help: f.buildInfo.help, labelNames: ['version', 'nodejs'], registers: [r] }).set(
       { version: VERSION, nodejs: process.version },
       1,

@@ -6,7 +6,7 @@ import type { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import type { LoadedConfig, ModuleConfig } from './config.ts';
 import { COLLECTORS, type CollectorSwitches } from './collectors/registry.ts';
-import { encodeChunks, negotiateFormat, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './exposition/encode.ts';
+import { encodeChunks, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './exposition/encode.ts';
 import type { Logger } from './log.ts';
 import type { ClientCache } from './pve/client.ts';
 import { PveError } from './pve/errors.ts';
@@ -16,6 +16,10 @@ import type { Scraper } from './scrape.ts';
 import { buildSdGroups, type SdAddress } from './sd.ts';
 import type { SelfMetrics } from './self-metrics.ts';
 import { VERSION } from './version.ts';
+import type { BasicAuthVerifier } from './web/basic-auth.ts';
+import { LIFECYCLE_PATHS, lifecycleAnswer, type Lifecycle } from './web/lifecycle.ts';
+import { negotiateFormat, negotiateGzip } from './web/negotiate.ts';
+import type { WebConfig } from './web/web-config.ts';
 
 const gzipAsync = promisify(gzip);
 
@@ -28,6 +32,12 @@ export interface AppState {
   readonly log: Logger;
   readonly switches: CollectorSwitches;
   readonly defaultTimeout: number;
+  /** --web.config.file as last (re)loaded: basic auth users and extra headers. */
+  web?: WebConfig;
+  readonly auth: BasicAuthVerifier;
+  readonly lifecycle: Lifecycle;
+  /** One line for the landing page: TLS, client certificates, basic auth. */
+  security(): string;
 }
 
 class HttpError extends Error {
@@ -39,14 +49,10 @@ class HttpError extends Error {
   }
 }
 
-function acceptsGzip(req: IncomingMessage): boolean {
-  return /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
-}
-
 async function send(req: IncomingMessage, res: ServerResponse, status: number, contentType: string, body: string): Promise<void> {
   res.statusCode = status;
   res.setHeader('Content-Type', contentType);
-  if (acceptsGzip(req) && body.length > 1024) {
+  if (body.length > 1024 && negotiateGzip(req.headers)) {
     const zipped = await gzipAsync(body, { level: 1 });
     res.setHeader('Content-Encoding', 'gzip');
     res.setHeader('Vary', 'Accept-Encoding');
@@ -70,8 +76,8 @@ async function handlePve(state: AppState, req: IncomingMessage, res: ServerRespo
   const module = pickModule(state, params);
   const target = parseTarget(params.get('target') ?? 'localhost', module.port);
   checkTargetAllowed(module, target.host, target.port); // before any client or connection exists
-  const cluster = parseSwitch('cluster', params.get('cluster'));
-  const node = parseSwitch('node', params.get('node'));
+  const cluster = parseSwitch(params.get('cluster'));
+  const node = parseSwitch(params.get('node'));
   const result = await state.scraper.scrape({
     module,
     target,
@@ -85,7 +91,7 @@ async function handlePve(state: AppState, req: IncomingMessage, res: ServerRespo
     await send(req, res, 500, 'text/plain; charset=utf-8', `Error scraping target ${target.host}: ${result.error ?? 'failed'}\n`);
     return;
   }
-  const format = negotiateFormat(req.headers.accept);
+  const format = negotiateFormat(req.headers);
   await stream(req, res, format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE, encodeChunks(result.families, format));
 }
 
@@ -101,7 +107,7 @@ async function stream(req: IncomingMessage, res: ServerResponse, contentType: st
     return;
   }
   let out: Writable = res;
-  if (acceptsGzip(req)) {
+  if (negotiateGzip(req.headers)) {
     res.setHeader('Content-Encoding', 'gzip');
     res.setHeader('Vary', 'Accept-Encoding');
     // Level 1: a 3.6 MB exposition (2,000 guests) still shrinks ~10x, at a fraction of the CPU.
@@ -195,7 +201,11 @@ function landingPage(state: AppState): string {
 <li><a href="pve/sd?target=localhost&amp;module=${first}">pve/sd?target=localhost&amp;module=${escapeHtml(decodeURIComponent(first))}</a>: HTTP service discovery of the cluster's nodes</li>
 <li><a href="metrics">metrics</a>: the exporter's own metrics</li>
 <li><a href="-/healthy">-/healthy</a>, <a href="-/ready">-/ready</a></li>
+<li><code>POST /-/reload</code>, <code>POST /-/quit</code>: ${
+    state.lifecycle.enabled ? 'enabled (--web.enable-lifecycle)' : 'disabled (start with --web.enable-lifecycle to use them; SIGHUP reloads)'
+  }</li>
 </ul>
+<p>Access: ${escapeHtml(state.security())}</p>
 <h2>Modules (from ${escapeHtml(state.config.source)})</h2><ul>${moduleItems}</ul>
 <h2>Collectors</h2><table><tr><th>name</th><th>scope</th><th>state</th><th>what</th></tr>${collectorRows}</table>
 </body></html>
@@ -204,30 +214,52 @@ function landingPage(state: AppState): string {
 
 export function createRequestHandler(state: AppState): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    void route(state, req, res).catch(async (err: unknown) => {
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
-      if (err instanceof TargetRefused) {
-        state.self.targetRefused.inc({ module: err.module });
-        // Debug only: a caller could flood the log; pve_exporter_target_refused_total counts them.
-        state.log.debug({ module: err.module, target: err.target }, 'target refused: not in the module\'s targets allow-list');
-        await send(req, res, 403, 'text/plain; charset=utf-8', `${err.message}\n`).catch(() => res.destroy());
-        return;
-      }
-      if (err instanceof HttpError || err instanceof QueryError) {
-        const status = err instanceof HttpError ? err.status : 400;
-        await send(req, res, status, 'text/plain; charset=utf-8', `${err.message}\n`).catch(() => res.destroy());
-        return;
-      }
-      state.log.error({ err: err instanceof Error ? err.message : String(err), path: req.url?.split('?')[0] }, 'request failed');
-      await send(req, res, 500, 'text/plain; charset=utf-8', 'internal error\n').catch(() => res.destroy());
-    });
+    void authorised(state, req, res)
+      .then((ok) => (ok ? route(state, req, res) : undefined))
+      .catch(async (err: unknown) => {
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        if (err instanceof TargetRefused) {
+          state.self.targetRefused.inc({ module: err.module });
+          // Debug only: a caller could flood the log; pve_exporter_target_refused_total counts them.
+          state.log.debug({ module: err.module, target: err.target }, 'target refused: not in the module\'s targets allow-list');
+          await send(req, res, 403, 'text/plain; charset=utf-8', `${err.message}\n`).catch(() => res.destroy());
+          return;
+        }
+        if (err instanceof HttpError || err instanceof QueryError) {
+          const status = err instanceof HttpError ? err.status : 400;
+          await send(req, res, status, 'text/plain; charset=utf-8', `${err.message}\n`).catch(() => res.destroy());
+          return;
+        }
+        state.log.error({ err: err instanceof Error ? err.message : String(err), path: req.url?.split('?')[0] }, 'request failed');
+        await send(req, res, 500, 'text/plain; charset=utf-8', 'internal error\n').catch(() => res.destroy());
+      });
   };
 }
 
+/** Web config headers on every answer; basic auth when users are configured (401 otherwise). */
+async function authorised(state: AppState, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+  const web = state.web;
+  if (!web) return true;
+  for (const [name, value] of Object.entries(web.headers)) res.setHeader(name, value);
+  if (web.users.size === 0) return true;
+  if (await state.auth.check(web.users, req.headers.authorization)) return true;
+  res.setHeader('WWW-Authenticate', 'Basic');
+  await send(req, res, 401, 'text/plain; charset=utf-8', 'Unauthorized\n');
+  return false;
+}
+
 async function route(state: AppState, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const pathname = (req.url ?? '/').split('?')[0];
+  if (LIFECYCLE_PATHS.has(pathname)) {
+    const answer = lifecycleAnswer(state.lifecycle, req, pathname);
+    if (answer.allow) res.setHeader('Allow', answer.allow);
+    await send(req, res, answer.status, 'text/plain; charset=utf-8', answer.body);
+    answer.after?.();
+    return;
+  }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.setHeader('Allow', 'GET, HEAD');
     throw new HttpError(405, `method ${req.method} not allowed`);

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import semver from 'semver';
 import { COLLECTORS } from '../src/collectors/registry.ts';
 import { tempFile } from './helpers/exporter.ts';
 import { getFreePort, waitForHttp } from './helpers/net.ts';
@@ -36,6 +37,7 @@ test('--help lists every flag with its default', () => {
     assert.ok(help.includes(`default: "${def}"`) || help.includes(`default: ${def}`), `${flag} default ${def}`);
   }
   assert.ok(help.includes('--server.keyfile') && help.includes('--server.certfile'));
+  for (const flag of ['--web.config.file <path>', '--web.enable-lifecycle', '--config.check']) assert.ok(help.includes(flag), flag);
   for (const c of COLLECTORS) {
     assert.ok(help.includes(`--collector.${c.name} `), c.name);
     assert.ok(help.includes(`--no-collector.${c.name} `), c.name);
@@ -71,6 +73,26 @@ test('bad flags exit non-zero with a message', () => {
   assert.match(half.stderr, /go together/);
 });
 
+test('a bad --web.config.file stops the start with file, key and line', () => {
+  const web = tempFile('web.yml', 'tls_server_config:\n  cert_file: /nonexistent.pem\n  key_file: /nonexistent.key\n');
+  const r = run(['--config.file', tempFile('pve.yml', GOOD), '--web.listen-address', '127.0.0.1:0', '--web.config.file', web]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /cannot start: web config \S+web\.yml:2: key "tls_server_config\.cert_file": cannot read \/nonexistent\.pem: file not found/);
+});
+
+test('a mistyped flag gets the error and a suggestion, not the whole help (issue 7, part 5)', () => {
+  const r = run(['--web.listen-adress', '127.0.0.1:9221']);
+  assert.equal(r.status, 1);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines[0], "error: unknown option '--web.listen-adress'");
+  assert.equal(lines[1], '(Did you mean --web.listen-address?)');
+  assert.match(lines[2], /see 'pve-exporter --help'/);
+  assert.equal(lines.length, 3, r.stderr);
+  assert.ok(!r.stderr.includes('Usage:') && !r.stdout.includes('Usage:'), 'no help text after the error');
+  const collector = run(['--colector.status']);
+  assert.match(collector.stderr, /\(Did you mean --collector\.status\?\)/);
+});
+
 async function withServer(args: string[], env: NodeJS.ProcessEnv, fn: (url: string, child: ReturnType<typeof spawn>, stderr: () => string) => Promise<void>) {
   const port = await getFreePort();
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, '--web.listen-address', `127.0.0.1:${port}`, ...args], {
@@ -83,8 +105,14 @@ async function withServer(args: string[], env: NodeJS.ProcessEnv, fn: (url: stri
     await waitForHttp(`http://127.0.0.1:${port}/-/healthy`);
     await fn(`http://127.0.0.1:${port}`, child, () => err);
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+    // An exporter that already exited (a crash, a signal) fires no 'exit' any more: waiting for it
+    // would leave the test pending until node:test cancels it, hiding the cause.
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    assert.ok(child.signalCode === null || child.signalCode === 'SIGTERM', `exporter died of ${child.signalCode}; stderr:\n${err}`);
   }
 }
 
@@ -108,4 +136,20 @@ test('PVE_USER selects environment config; proxmoxer keys warn; SIGHUP reloads t
     assert.match(stderr(), /reload failed; keeping the old one/);
     assert.match(await (await fetch(`${url}/`)).text(), /<code>other<\/code>/);
   });
+});
+
+test('package.json engines covers what every runtime dependency needs (bug 8)', () => {
+  // Every Node version the exporter's engines range admits must be admitted by each installed
+  // runtime dependency (undici 7 needs 20.18.1, lru-cache 11 skips Node 21).
+  const lock = JSON.parse(readFileSync(new URL('../package-lock.json', import.meta.url), 'utf8')) as {
+    packages: Record<string, { dev?: boolean; engines?: { node?: string } | string[] }>;
+  };
+  const own = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { engines: { node: string } }).engines.node;
+  const checked: string[] = [];
+  for (const [where, entry] of Object.entries(lock.packages)) {
+    if (where === '' || entry.dev || Array.isArray(entry.engines) || !entry.engines?.node) continue;
+    checked.push(where);
+    assert.ok(semver.subset(own, entry.engines.node), `engines.node "${own}" admits versions ${where} (node ${entry.engines.node}) does not`);
+  }
+  assert.ok(checked.includes('node_modules/undici'), 'undici checked');
 });

@@ -1,4 +1,4 @@
-// The exporter against the simulator serving each scenario of ../shared/compat: every family,
+// The exporter against the simulator serving each scenario of reference/compat: every family,
 // HELP, TYPE, label set and value must equal the reference exporter's output.
 process.env.TZ = 'UTC'; // the reference ran in UTC (subscription due date is local midnight)
 import { after, before, describe, test } from 'node:test';

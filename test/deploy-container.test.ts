@@ -1,20 +1,32 @@
-// The container image, as far as it can be checked without a container engine: the facts of
-// deploy/container/Containerfile, the build context filter, and the runtime stage reproduced on the
-// host: the bundle alone in a read-only directory, run as an unprivileged user with the image's
-// ENTRYPOINT/CMD, scraping the PVE simulator, and the image's HEALTHCHECK command run for real.
+// The container image, as far as it can be checked without a container engine:
+// - deploy/container/Containerfile: syntax (dockerfile-utils, on dockerfile-ast), the facts of each
+//   stage, the build context that .dockerignore lets through;
+// - the stages executed on the host (test.before): the context copied, each WORKDIR/COPY/RUN
+//   applied in a directory standing for the stage's root, so the build stage's own `npm ci` and
+//   `npm run bundle` make the bundle and the runtime stage's COPY puts it where ENTRYPOINT points;
+// - the runtime stage reproduced: that bundle alone in a read-only directory, run as an
+//   unprivileged user with the image's ENTRYPOINT/CMD, scraping the PVE simulator, and the image's
+//   HEALTHCHECK command run for real;
+// - scripts/build-image.sh (shellcheck, its command, its errors; a real build where an engine
+//   works) and the guides' steps for running a locally built image (Quadlet, Ansible, Helm).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
 import { exporterConfig } from '../sim/exporter-config.ts';
 import { startSimulator } from '../sim/index.ts';
 import type { Simulator } from '../sim/types.ts';
+import { copyParts, dockerignoreAllowlist, execForm, inAllowlist, makeBuildContext, parseContainerfile, runStageOnHost, type Instruction, type StageRun } from './helpers/containerfile.ts';
 import { getFreePort, waitForHttp } from './helpers/net.ts';
+import { DockerfileParser } from 'dockerfile-ast';
+import { validate as validateDockerfile } from 'dockerfile-utils';
 import { requireTool } from './helpers/tools.ts';
+import { parseUnit } from './helpers/unit-file.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CONTAINERFILE = path.join(ROOT, 'deploy/container/Containerfile');
@@ -26,76 +38,16 @@ const PKG = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as
 // Containerfile parsing
 // ---------------------------------------------------------------------------------------------
 
-interface Instruction {
-  cmd: string;
-  args: string;
-}
-interface Stage {
-  from: string;
-  name?: string;
-  instructions: Instruction[];
-}
-
-/** Instructions in order: comments dropped, continuation lines joined. */
-function parseInstructions(text: string): Instruction[] {
-  const out: Instruction[] = [];
-  let pending = '';
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (pending === '' && (line === '' || line.startsWith('#'))) continue;
-    if (pending !== '' && line.startsWith('#')) continue; // comment inside a continued instruction
-    if (line.endsWith('\\')) {
-      pending += `${line.slice(0, -1).trim()} `;
-      continue;
-    }
-    const full = (pending + line).trim();
-    pending = '';
-    const m = /^(\S+)\s+([\s\S]*)$/.exec(full);
-    assert.ok(m, `cannot parse instruction: ${full}`);
-    out.push({ cmd: m[1]!.toUpperCase(), args: m[2]!.trim() });
-  }
-  assert.equal(pending, '', 'Containerfile ends inside a continued line');
-  return out;
-}
-
-const instructions = parseInstructions(readFileSync(CONTAINERFILE, 'utf8'));
-
-/** Global ARGs (before the first FROM) with their defaults. */
-const globalArgs = new Map<string, string>();
-for (const ins of instructions) {
-  if (ins.cmd === 'FROM') break;
-  if (ins.cmd === 'ARG') {
-    const [k, v] = ins.args.split('=', 2);
-    globalArgs.set(k!, v ?? '');
-  }
-}
-const expandArgs = (s: string): string => s.replace(/\$\{?(\w+)\}?/g, (all, name: string) => globalArgs.get(name) ?? all);
-
-const stages: Stage[] = [];
-for (const ins of instructions) {
-  if (ins.cmd === 'FROM') {
-    const words = ins.args.split(/\s+/).filter((w) => !w.startsWith('--platform='));
-    const as = words.findIndex((w) => w.toUpperCase() === 'AS');
-    stages.push({ from: expandArgs(words[0]!), name: as >= 0 ? words[as + 1] : undefined, instructions: [] });
-  } else if (stages.length > 0) {
-    stages[stages.length - 1]!.instructions.push(ins);
-  }
-}
+const CONTAINERFILE_TEXT = readFileSync(CONTAINERFILE, 'utf8');
+const { instructions, stages } = parseContainerfile(CONTAINERFILE_TEXT);
 const runtime = stages[stages.length - 1]!;
 const build = stages[0]!;
+const ALLOWED = dockerignoreAllowlist(readFileSync(path.join(ROOT, '.dockerignore'), 'utf8'));
 
 function runtimeOne(cmd: string): Instruction {
   const found = runtime.instructions.filter((i) => i.cmd === cmd);
   assert.equal(found.length, 1, `runtime stage: expected one ${cmd}, found ${found.length}`);
   return found[0]!;
-}
-
-/** Exec (JSON array) form; fails for the shell form. */
-function execForm(args: string, what: string): string[] {
-  assert.match(args, /^\[/, `${what} must use the exec (JSON array) form, not the shell form`);
-  const parsed = JSON.parse(args) as unknown;
-  assert.ok(Array.isArray(parsed) && parsed.every((a) => typeof a === 'string'), `${what}: not a JSON string array`);
-  return parsed as string[];
 }
 
 function healthcheck(): { options: string; argv: string[] } {
@@ -107,17 +59,6 @@ function healthcheck(): { options: string; argv: string[] } {
 
 const entrypoint = (): string[] => execForm(runtimeOne('ENTRYPOINT').args, 'ENTRYPOINT');
 const cmd = (): string[] => execForm(runtimeOne('CMD').args, 'CMD');
-
-/** COPY flags and operands: [flags, sources..., destination]. */
-function copyParts(ins: Instruction): { flags: Map<string, string>; sources: string[]; dest: string } {
-  const words = ins.args.split(/\s+/);
-  const flags = new Map<string, string>();
-  while (words[0]?.startsWith('--')) {
-    const [k, v] = words.shift()!.slice(2).split('=', 2);
-    flags.set(k!, v ?? '');
-  }
-  return { flags, sources: words.slice(0, -1), dest: words[words.length - 1]! };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Static facts
@@ -189,16 +130,7 @@ test('Containerfile: HEALTHCHECK runs node (no curl/wget/shell); ENTRYPOINT/CMD 
 });
 
 test('.dockerignore is an allowlist that sends exactly what the build stage copies', () => {
-  const lines = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l !== '' && !l.startsWith('#'));
-  assert.equal(lines[0], '*', 'the first pattern excludes everything');
-  const allowed = lines.slice(1).map((l) => {
-    assert.ok(l.startsWith('!'), `only re-inclusions after "*": ${l}`);
-    return l.slice(1).replace(/\/$/, '');
-  });
-  const included = (p: string): boolean => allowed.some((a) => p === a || p.startsWith(`${a}/`));
+  const included = (p: string): boolean => inAllowlist(ALLOWED, p);
   const copied = build.instructions
     .filter((i) => i.cmd === 'COPY')
     .flatMap((i) => copyParts(i).sources)
@@ -209,26 +141,54 @@ test('.dockerignore is an allowlist that sends exactly what the build stage copi
     assert.ok(!included(secretOrBulk), `${secretOrBulk} would be sent to the builder`);
   }
   // Every allowed path exists, so the build does not silently miss a file.
-  for (const a of allowed) assert.ok(statSync(path.join(ROOT, a)), `${a} does not exist`);
+  for (const a of ALLOWED) assert.ok(statSync(path.join(ROOT, a)), `${a} does not exist`);
+});
+
+/** dockerfile-utils' diagnostics as line + text. */
+function dockerfileProblems(text: string): Array<{ line: number; message: string }> {
+  return validateDockerfile(text).map((d) => ({ line: d.range.start.line + 1, message: typeof d.message === 'string' ? d.message : d.message.value }));
+}
+
+test('Containerfile syntax: dockerfile-utils (dockerfile-ast) reports nothing, and catches broken copies at their lines', () => {
+  assert.deepEqual(dockerfileProblems(CONTAINERFILE_TEXT), []);
+  const mistakes: Array<{ from: string; to: string; expect: RegExp }> = [
+    { from: 'WORKDIR /src', to: 'WORKDR /src', expect: /Unknown instruction: WORKDR/ },
+    { from: 'COPY --from=build --chown=0:0 --chmod=0444', to: 'COPY --from=build --chown=0:0 --chmd=0444', expect: /Unknown flag: chmd/ },
+    { from: 'EXPOSE 9221', to: 'EXPOSE 9221/tpc', expect: /Invalid proto: tpc/ },
+    { from: 'HEALTHCHECK --interval=30s', to: 'HEALTHCHECK --interval=30', expect: /duration|unit/i },
+    { from: 'USER 65532:65532', to: 'USER', expect: /argument/i },
+  ];
+  for (const m of mistakes) {
+    const at = CONTAINERFILE_TEXT.indexOf(m.from);
+    assert.ok(at >= 0, `"${m.from}" not in the Containerfile`);
+    const line = CONTAINERFILE_TEXT.slice(0, at).split('\n').length;
+    const found = dockerfileProblems(CONTAINERFILE_TEXT.slice(0, at) + m.to + CONTAINERFILE_TEXT.slice(at + m.from.length));
+    assert.ok(
+      found.some((p) => m.expect.test(p.message) && p.line === line),
+      `"${m.to}": expected ${m.expect} at line ${line}, got ${JSON.stringify(found)}`,
+    );
+  }
+});
+
+test('Containerfile: the instructions these tests read are the ones dockerfile-ast parses', () => {
+  const parsed = DockerfileParser.parse(CONTAINERFILE_TEXT).getInstructions();
+  assert.deepEqual(
+    instructions.map((i) => [i.line, i.cmd]),
+    parsed.map((i) => [i.getRange().start.line + 1, i.getKeyword()]),
+  );
+  // The RUN commands the host build below executes are the builder's, word for word.
+  const runs = (list: Array<{ cmd: string; text: string }>): string[] => list.filter((i) => i.cmd === 'RUN').map((i) => i.text.replace(/\s+/g, ' '));
+  assert.deepEqual(
+    runs(instructions.map((i) => ({ cmd: i.cmd, text: i.args }))),
+    runs(parsed.map((i) => ({ cmd: i.getKeyword(), text: i.getArguments().map((a) => a.getValue()).join(' ') }))),
+  );
 });
 
 test('Quadlet unit: same image, config path and health check as the image', () => {
-  const unit = new Map<string, string[]>();
-  let section = '';
-  for (const raw of readFileSync(QUADLET, 'utf8').split('\n')) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) continue;
-    const h = /^\[(.+)\]$/.exec(line);
-    if (h) {
-      section = h[1]!;
-      continue;
-    }
-    const i = line.indexOf('=');
-    const key = `${section}.${line.slice(0, i)}`;
-    unit.set(key, [...(unit.get(key) ?? []), line.slice(i + 1)]);
-  }
+  const unit = parseUnit(readFileSync(QUADLET, 'utf8'));
   const one = (k: string): string => {
-    const v = unit.get(k);
+    const [section, key] = k.split('.') as [string, string];
+    const v = unit.get(section)?.get(key);
     assert.equal(v?.length, 1, `${k}: ${JSON.stringify(v)}`);
     return v![0]!;
   };
@@ -247,7 +207,7 @@ test('Quadlet unit: same image, config path and health check as the image', () =
   assert.equal(one('Service.Restart'), 'always');
   assert.equal(one('Service.RestartSec'), '5');
   assert.equal(one('Install.WantedBy'), 'default.target');
-  assert.equal(unit.get('Container.Exec'), undefined, 'defaults come from the image CMD');
+  assert.equal(unit.get('Container')?.get('Exec'), undefined, 'defaults come from the image CMD');
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -259,25 +219,32 @@ chmodSync(scratch, 0o755); // traversable by the unprivileged user
 const isRoot = process.getuid?.() === 0;
 /** As root: run as nobody (65534), like a container's non-root USER. */
 const identity = isRoot ? { uid: 65534, gid: 65534 } : {};
-const appDir = path.join(scratch, 'opt/pve-exporter');
-const bundle = path.join(appDir, 'pve-exporter.mjs');
+// Where the ENTRYPOINT's script lands with the runtime stage's root at `scratch`.
+const bundle = path.join(scratch, entrypoint().at(-1)!);
+const appDir = path.dirname(bundle);
 const configFile = path.join(scratch, 'etc/prometheus/pve.yml');
 let sim: Simulator | undefined;
 const children: ChildProcess[] = [];
 
+/** The stages as executed on the host by test.before, by name. */
+const stageRuns = new Map<string, StageRun>();
+
+/** Environment of the build stage's RUN commands: the host's tools, nothing of this process. */
+const buildEnv = (): Record<string, string | undefined> => ({ PATH: process.env.PATH, HOME: process.env.HOME });
+
 test.before(async () => {
-  // `npm run bundle`, once for this file, into a build directory...
-  const buildDir = path.join(scratch, 'build');
-  const r = spawnSync('npm', ['run', '--silent', 'bundle', '--', '--outfile', path.join(buildDir, 'pve-exporter.mjs')], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
-  assert.equal(r.status, 0, `npm run bundle failed:\n${r.stdout}\n${r.stderr}`);
-  // ...then only the bundle goes to the "image": a directory nobody can write to.
-  mkdirSync(appDir, { recursive: true });
-  copyFileSync(path.join(buildDir, 'pve-exporter.mjs'), bundle);
-  chmodSync(bundle, 0o444);
+  // The image, built without a container engine: the context .dockerignore lets through, every
+  // stage's WORKDIR/COPY/RUN executed on the host in a directory standing for its root, so the
+  // bundle the tests below run is the one the build stage's `npm ci` + `npm run bundle` made and
+  // the runtime stage's COPY put where the ENTRYPOINT expects it.
+  const context = path.join(scratch, 'context');
+  makeBuildContext(ROOT, ALLOWED, context);
+  for (const [i, stage] of stages.entries()) {
+    const last = i === stages.length - 1;
+    const fsRoot = last ? scratch : path.join(scratch, `stage-${stage.name ?? i}`);
+    stageRuns.set(stage.name ?? String(i), runStageOnHost(stage, { context, fsRoot, stages: stageRuns, env: buildEnv(), timeoutMs: 240_000 }));
+  }
+  // The runtime stage's files: a directory nobody can write to.
   chmodSync(appDir, 0o555);
   chmodSync(path.dirname(appDir), 0o555);
 
@@ -291,7 +258,8 @@ test.before(async () => {
 test.after(async () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   await sim?.close();
-  for (const dir of [path.dirname(appDir), appDir, path.dirname(configFile)]) chmodSync(dir, 0o755);
+  // Writable again so that rmSync can remove them (any of them may be missing if test.before failed).
+  for (const dir of [path.dirname(appDir), appDir, path.dirname(configFile)]) if (existsSync(dir)) chmodSync(dir, 0o755);
   rmSync(scratch, { recursive: true, force: true });
 });
 
@@ -308,7 +276,7 @@ function imageEnv(): NodeJS.ProcessEnv {
 /** ENTRYPOINT + args, with the image paths mapped to the scratch root and node to this node. */
 function imageArgv(args: string[]): string[] {
   const [, v8flag, script] = entrypoint();
-  assert.equal(script, '/opt/pve-exporter/pve-exporter.mjs');
+  assert.equal(path.join(scratch, script!), bundle);
   return [v8flag!, bundle, ...args.map((a) => a.replace('/etc/prometheus/pve.yml', configFile))];
 }
 
@@ -458,4 +426,243 @@ test('the exporter opens no file for writing and creates, renames or deletes not
     (l) => /O_WRONLY|O_RDWR|O_CREAT|O_TRUNC/.test(l) || /\b(creat|mkdir|mkdirat|rename|renameat2?|unlink|unlinkat|rmdir|truncate|link|linkat|symlink|symlinkat|chmod|fchmodat|chown|fchownat)\(/.test(l),
   );
   assert.deepEqual(writes, [], 'write-type file system calls');
+});
+
+// ---------------------------------------------------------------------------------------------
+// The build stages, executed on the host (by test.before)
+// ---------------------------------------------------------------------------------------------
+
+test('the build stage\'s commands run outside a container: npm ci, npm run bundle, and the bundle prints the version', () => {
+  const run = stageRuns.get(build.name!);
+  assert.ok(run, 'the build stage did not run');
+  const ranCommands = run.steps.filter((s) => s.instruction.cmd === 'RUN');
+  assert.ok(ranCommands.length >= 2, 'RUN steps');
+  for (const s of ranCommands) assert.equal(s.status, 0, `line ${s.instruction.line}: ${s.instruction.args}\n${s.output}`);
+  assert.match(ranCommands.map((s) => s.instruction.args).join('\n'), /\bnpm ci\b[\s\S]*\bnpm run bundle\b/);
+  // The last RUN's `node dist/pve-exporter.mjs --version` printed the package version.
+  assert.match(ranCommands.at(-1)!.output!, new RegExp(`^${PKG.version.replace(/\./g, '\\.')}$`, 'm'));
+  // What the build stage made is exactly what the runtime stage copies, with the COPY's mode.
+  const [copy] = runtime.instructions.filter((i) => i.cmd === 'COPY').map(copyParts);
+  assert.ok(statSync(path.join(run.root, copy!.sources[0]!)).isFile());
+  assert.equal(statSync(bundle).mode & 0o777, parseInt(copy!.flags.get('chmod')!, 8));
+  assert.deepEqual(readdirSync(appDir), [path.basename(bundle)]);
+  // Only the context went in: nothing from the repository beyond the .dockerignore allowlist.
+  for (const entry of readdirSync(path.join(run.root, run.workdir))) {
+    assert.ok(['node_modules', 'dist'].includes(entry) || inAllowlist(ALLOWED, entry) || ALLOWED.some((a) => a.startsWith(`${entry}/`)), `unexpected ${entry} in the build stage`);
+  }
+});
+
+test('the host build fails like a real one: a COPY from outside the context, a RUN that fails (each named by its line)', { timeout: 60_000 }, () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pve-exporter-badbuild-'));
+  try {
+    const context = path.join(dir, 'context');
+    makeBuildContext(ROOT, ALLOWED, context);
+    const cases: Array<{ after: string; insert: string; expect: RegExp }> = [
+      // README.md exists in the repository but .dockerignore keeps it out of the context.
+      { after: 'WORKDIR /src\n', insert: 'COPY README.md ./\n', expect: /line \d+ \(COPY README\.md \.\/\): COPY source README\.md is not in the build context/ },
+      { after: 'COPY package.json package-lock.json ./\n', insert: 'RUN npm run bundel\n', expect: /line \d+ \(RUN npm run bundel\) exited 1:[\s\S]*bundel/ },
+    ];
+    for (const [i, c] of cases.entries()) {
+      const at = CONTAINERFILE_TEXT.indexOf(c.after);
+      assert.ok(at >= 0);
+      const text = CONTAINERFILE_TEXT.slice(0, at + c.after.length) + c.insert + CONTAINERFILE_TEXT.slice(at + c.after.length);
+      const broken = parseContainerfile(text).stages[0]!;
+      const line = text.slice(0, at + c.after.length).split('\n').length;
+      assert.throws(
+        () => runStageOnHost(broken, { context, fsRoot: path.join(dir, `stage-${i}`), stages: new Map(), env: buildEnv(), timeoutMs: 30_000 }),
+        (err: Error) => c.expect.test(err.message) && err.message.includes(`line ${line} `),
+        c.insert,
+      );
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// scripts/build-image.sh
+// ---------------------------------------------------------------------------------------------
+
+const BUILD_SCRIPT = path.join(ROOT, 'scripts/build-image.sh');
+const LOCAL_IMAGE = 'localhost/pve-exporter';
+
+function buildScript(args: string[], env: Record<string, string | undefined> = {}): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync('/bin/bash', [BUILD_SCRIPT, ...args], {
+    cwd: tmpdir(), // the script finds the repository itself
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The command a --dry-run prints, split into words by bash itself. */
+function dryRunArgv(args: string[]): string[] {
+  const r = buildScript(['--dry-run', ...args], { SOURCE_DATE_EPOCH: '1700000000' });
+  assert.equal(r.status, 0, r.stderr);
+  const words = spawnSync('/bin/bash', ['-c', 'eval "set -- $1"; printf "%s\\0" "$@"', '_', r.stdout.trim()], { encoding: 'utf8' });
+  return words.stdout.split('\0').slice(0, -1);
+}
+
+test('build-image.sh passes shellcheck', (t) => {
+  if (!requireTool(t, 'shellcheck', 'apt-get install shellcheck')) return;
+  const r = spawnSync('shellcheck', [BUILD_SCRIPT], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+});
+
+test('build-image.sh builds the Containerfile from the repository root, tagged localhost/pve-exporter:<version> and :local', () => {
+  const revision = spawnSync('git', ['-C', ROOT, 'rev-parse', 'HEAD'], { encoding: 'utf8' }).stdout.trim() || 'unknown';
+  for (const engine of ['podman', 'docker']) {
+    const argv = dryRunArgv(['--engine', engine]);
+    assert.equal(argv[0], engine);
+    assert.equal(argv[1], 'build');
+    assert.equal(argv[argv.indexOf('-f') + 1], CONTAINERFILE);
+    assert.equal(argv.at(-1), ROOT, 'the context is the repository root');
+    const tags = argv.flatMap((a, i) => (a === '-t' ? [argv[i + 1]] : []));
+    assert.deepEqual(tags, [`${LOCAL_IMAGE}:${PKG.version}`, `${LOCAL_IMAGE}:local`]);
+    const buildArgs = new Map(argv.flatMap((a, i) => (a === '--build-arg' ? [argv[i + 1]!.split('=', 2) as [string, string]] : [])));
+    assert.deepEqual(buildArgs, new Map([['VERSION', PKG.version], ['REVISION', revision], ['CREATED', '2023-11-14T22:13:20Z']]));
+    // Exactly the ARGs the runtime stage declares, so none is silently ignored.
+    assert.deepEqual([...buildArgs.keys()].sort(), runtime.instructions.filter((i) => i.cmd === 'ARG').map((i) => i.args.split('=')[0]).sort());
+    // Podman's default OCI format would drop the HEALTHCHECK.
+    assert.equal(argv.includes('--format'), engine === 'podman');
+    if (engine === 'podman') assert.equal(argv[argv.indexOf('--format') + 1], 'docker');
+  }
+  const cross = dryRunArgv(['--engine=docker', '--platform', 'linux/arm64', '--', '--no-cache']);
+  assert.equal(cross[cross.indexOf('--platform') + 1], 'linux/arm64');
+  assert.deepEqual(cross.slice(-2), ['--no-cache', ROOT]);
+});
+
+test('build-image.sh without podman or docker says so and how to get one; bad options exit 2', (t) => {
+  // A PATH with only the tools the script itself uses.
+  const bin = mkdtempSync(path.join(tmpdir(), 'pve-exporter-nobin-'));
+  try {
+    for (const tool of ['dirname', 'sed', 'head', 'git', 'date']) {
+      const found = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim();
+      if (found) symlinkSync(found, path.join(bin, tool));
+    }
+    const r = buildScript([], { PATH: bin });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /^build-image\.sh: neither podman nor docker is installed/);
+    assert.match(r.stderr, /apt-get install podman/);
+    const pinned = buildScript(['--engine', 'podman'], { PATH: bin });
+    assert.equal(pinned.status, 1);
+    assert.match(pinned.stderr, /podman is not installed \(--engine podman\)/);
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
+  }
+  const wrongEngine = buildScript(['--engine', 'buildah']);
+  assert.equal(wrongEngine.status, 2);
+  assert.match(wrongEngine.stderr, /--engine must be podman or docker, not 'buildah'/);
+  const wrongOption = buildScript(['--tag', 'x']);
+  assert.equal(wrongOption.status, 2);
+  assert.match(wrongOption.stderr, /unknown option: --tag/);
+  const help = buildScript(['--help']);
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /localhost\/pve-exporter:local/);
+  // The docker client is optional here (spawning it fails with ENOENT when it is missing).
+  if (spawnSync('docker', ['--version'], { stdio: 'ignore' }).error) t.diagnostic('docker client not installed: the "daemon not answering" message is not checked');
+  else {
+    // A socket nobody listens on: the client is there, the daemon is not.
+    const noDaemon = buildScript(['--engine', 'docker'], { DOCKER_HOST: `unix://${path.join(scratch, 'no-docker.sock')}` });
+    assert.equal(noDaemon.status, 1);
+    assert.match(noDaemon.stderr, /docker is installed but its daemon does not answer/);
+  }
+});
+
+/** A container engine that can build here: podman, or docker with a daemon that answers. Neither
+ *  is a required tool (no Debian package makes a build work without the base images' registries),
+ *  so a missing one is a skip even in CI. */
+function workingEngine(): string | undefined {
+  for (const engine of ['podman', 'docker']) {
+    if (spawnSync(engine, ['info'], { stdio: 'ignore', timeout: 30_000 }).status === 0) return engine;
+  }
+  return undefined;
+}
+
+test('build-image.sh builds a real image that runs --version and has the HEALTHCHECK (where an engine works)', { timeout: 900_000 }, (t) => {
+  const engine = workingEngine();
+  if (!engine) {
+    // No apt package makes this work here: a build also needs the base images' registries.
+    t.skip('needs a working podman or docker and access to the base images (apt-get install podman)');
+    return;
+  }
+  const r = spawnSync('/bin/bash', [BUILD_SCRIPT, '--engine', engine], { encoding: 'utf8', timeout: 880_000 });
+  assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+  const run = spawnSync(engine, ['run', '--rm', `${LOCAL_IMAGE}:${PKG.version}`, '--version'], { encoding: 'utf8' });
+  assert.equal(run.stdout.trim(), PKG.version, run.stderr);
+  // Podman reports the health check at the top level of `image inspect`, Docker under Config.
+  const field = engine === 'podman' ? '{{json .Healthcheck}}' : '{{json .Config.Healthcheck}}';
+  const inspect = spawnSync(engine, ['image', 'inspect', '--format', field, `${LOCAL_IMAGE}:local`], { encoding: 'utf8' });
+  assert.equal(inspect.status, 0, inspect.stderr);
+  assert.deepEqual((JSON.parse(inspect.stdout) as { Test: string[] }).Test, ['CMD', ...healthcheck().argv]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Running a locally built image: the guides' commands and variable names
+// ---------------------------------------------------------------------------------------------
+
+/** The fenced code blocks of a markdown section (heading to the next heading of its level). */
+function sectionCode(file: string, heading: string): string {
+  const text = readFileSync(path.join(ROOT, file), 'utf8');
+  const start = text.indexOf(`\n${heading}\n`);
+  assert.ok(start >= 0, `${file}: no section "${heading}"`);
+  const level = heading.split(' ')[0]!;
+  const rest = text.slice(start + heading.length + 2);
+  const end = rest.search(new RegExp(`^#{1,${level.length}} `, 'm'));
+  const body = end >= 0 ? rest.slice(0, end) : rest;
+  return [...body.matchAll(/```\w*\n([\s\S]*?)```/g)].map((m) => m[1]!).join('\n');
+}
+
+test('Quadlet guide: its sed turns the shipped unit into one for the locally built image, nothing else changed', () => {
+  const code = sectionCode('docs/deploy-quadlet.md', '## A locally built image');
+  // The sed command as written, with its continuation line, run on a copy of the unit.
+  const m = /^\$ sudo (sed -i [^\n]*\\\n\s*)(\S+pve-exporter\.container)$/m.exec(code);
+  assert.ok(m, `no "sudo sed -i ... pve-exporter.container" in:\n${code}`);
+  assert.equal(m[2], '/home/monitoring/.config/containers/systemd/pve-exporter.container');
+  const dir = mkdtempSync(path.join(tmpdir(), 'pve-exporter-quadlet-'));
+  try {
+    const copy = path.join(dir, 'pve-exporter.container');
+    writeFileSync(copy, readFileSync(QUADLET, 'utf8'));
+    const r = spawnSync('/bin/sh', ['-c', `${m[1]!}"$1"`, 'sh', copy], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const before = parseUnit(readFileSync(QUADLET, 'utf8'));
+    const after = parseUnit(readFileSync(copy, 'utf8'));
+    // The image build-image.sh tags, with auto-update from local storage.
+    const localTag = dryRunArgv(['--engine', 'podman']).flatMap((a, i, all) => (a === '-t' ? [all[i + 1]!] : [])).find((t) => t.endsWith(':local'));
+    assert.deepEqual(after.get('Container')?.get('Image'), [localTag]);
+    assert.deepEqual(after.get('Container')?.get('AutoUpdate'), ['local']);
+    for (const [section, keys] of before) {
+      for (const [key, values] of keys) {
+        if (section === 'Container' && (key === 'Image' || key === 'AutoUpdate')) continue;
+        assert.deepEqual(after.get(section)?.get(key), values, `${section}.${key} changed`);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // The image goes into the service user's storage, which is where Quadlet's podman looks.
+  assert.match(code, /^podman save localhost\/pve-exporter:local \| as_monitoring podman load\b/m);
+  assert.match(code, /^scripts\/build-image\.sh\b/m);
+});
+
+test('deploy.md: a locally built image from Ansible and Helm uses variables the role and the chart have', () => {
+  const text = readFileSync(path.join(ROOT, 'docs/deploy.md'), 'utf8');
+  const section = text.slice(text.indexOf('### Running an image you built'), text.indexOf('## Rootless Podman with Quadlet'));
+  assert.ok(section.length > 100, 'docs/deploy.md: no section "Running an image you built"');
+
+  const defaults = parseYaml(readFileSync(path.join(ROOT, 'deploy/ansible/roles/pve_exporter/defaults/main.yml'), 'utf8')) as Record<string, unknown>;
+  const roleVars = [...new Set([...section.matchAll(/\bpve_exporter_[a-z_]+/g)].map((m) => m[0]))];
+  assert.ok(roleVars.includes('pve_exporter_container_image'), 'the role\'s image variable is documented');
+  for (const v of roleVars) assert.ok(v in defaults, `docs/deploy.md names ${v}, which the role's defaults do not have`);
+  const template = readFileSync(path.join(ROOT, 'deploy/ansible/roles/pve_exporter/templates/pve-exporter.container.j2'), 'utf8');
+  assert.match(template, /^Image=\{\{ pve_exporter_container_image \}\}$/m);
+
+  const values = parseYaml(readFileSync(path.join(ROOT, 'deploy/helm/pve-exporter/values.yaml'), 'utf8')) as { image: Record<string, unknown> };
+  const chartKeys = [...new Set([...section.matchAll(/\bimage\.([a-zA-Z]+)\b/g)].map((m) => m[1]!))];
+  assert.deepEqual([...chartKeys].sort(), ['digest', 'pullPolicy', 'repository', 'tag']);
+  for (const k of chartKeys) assert.ok(k in values.image, `docs/deploy.md names image.${k}, which values.yaml does not have`);
+  // The --set lines for a local image match what build-image.sh tags.
+  assert.match(section, /--set image\.repository=localhost\/pve-exporter --set\s+image\.tag=local --set image\.pullPolicy=Never/);
+  assert.match(section, /`Image=localhost\/pve-exporter:local` with `AutoUpdate=local`/);
 });

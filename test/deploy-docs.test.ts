@@ -18,6 +18,7 @@ const GUIDES = [
   'docs/deploy.md',
   'docs/deploy-quadlet.md',
   'docs/deploy-bare-metal.md',
+  'docs/release.md',
   'deploy/ansible/roles/pve_exporter/README.md',
   'deploy/helm/pve-exporter/README.md',
 ];

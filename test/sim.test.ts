@@ -1,5 +1,5 @@
 // Tests of the PVE API simulator (sim/), always over real HTTPS on 127.0.0.x, compared with the
-// reference data in ../shared/pve-api (read here independently of the simulator's own loader).
+// reference data in reference/pve-api (read here independently of the simulator's own loader).
 // Run: node --import tsx --test test/sim.test.ts
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -12,11 +12,12 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
+import { Authenticator, SIM_CREDENTIALS } from '../sim/auth.ts';
 import { startSimulator } from '../sim/index.ts';
 import type { SimOptions, Simulator } from '../sim/types.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
-const REF_DIR = process.env.PVE_API_DIR ?? path.resolve(REPO_ROOT, '..', 'shared', 'pve-api');
+const REF_DIR = process.env.PVE_API_DIR ?? path.join(REPO_ROOT, 'reference', 'pve-api');
 
 type Entry = Record<string, unknown>;
 
@@ -374,20 +375,52 @@ describe('authentication', () => {
     assert.equal(withToken.status, 501);
   });
 
-  test('tickets expire after ticketLifetimeSec', async () => {
-    const s = await startSimulator({ ticketLifetimeSec: 1 });
+  test('expireTickets(): issued tickets and CSRF tokens stop working at once, the password still logs in', async () => {
+    const s = sim();
+    const { ticket, csrf } = await login(s);
+    const cookie = { Cookie: `PVEAuthCookie=${encodeURIComponent(ticket)}` };
+    assert.equal((await call(s, '/version', { headers: cookie })).status, 200);
+    s.expireTickets();
+    const refused = await call(s, '/version', { headers: cookie });
+    assert.equal(refused.status, 401);
+    assert.equal(refused.reason, 'permission denied - invalid PVE ticket');
+    const write = await call(s, '/nodes/pve1/apt/update', { method: 'POST', headers: { ...cookie, CSRFPreventionToken: csrf } });
+    assert.equal(write.status, 401);
+    const renew = await call(s, '/access/ticket', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ username: s.credentials.user, password: ticket }).toString(),
+    });
+    assert.equal(renew.status, 401, 'an expired ticket cannot renew itself');
+    const fresh = await login(s);
+    assert.equal((await call(s, '/version', { headers: { Cookie: `PVEAuthCookie=${encodeURIComponent(fresh.ticket)}` } })).status, 200);
+  });
+
+  test('tickets live ticketLifetimeSec from their whole-second stamp, and up to 5 min of clock skew', () => {
+    // The clock is passed in, so no test waits for a ticket to age.
+    const auth = new Authenticator(SIM_CREDENTIALS, 60);
+    const user = SIM_CREDENTIALS.user;
+    const ticket = auth.issueTicket(user, 1_000_000);
+    assert.match(ticket, /^PVE:monitoring@pve:000F4240::/, 'stamp: issue time in hex seconds, as PVE');
+    assert.equal(auth.verifyTicket(ticket, 1_000_000), user);
+    assert.equal(auth.verifyTicket(ticket, 1_000_059), user);
+    assert.equal(auth.verifyTicket(ticket, 1_000_060), null, 'expired after 60 s');
+    assert.equal(auth.verifyTicket(ticket, 1_000_000 - 299), user, 'our clock behind by < 5 min');
+    assert.equal(auth.verifyTicket(ticket, 1_000_000 - 300), null);
+    assert.equal(auth.checkLogin(user, ticket, 1_000_059), true, 'a valid ticket renews itself');
+    assert.equal(auth.checkLogin(user, ticket, 1_000_060), false, 'an expired ticket cannot renew itself');
+    const csrf = auth.issueCsrfToken(user, 1_000_000);
+    assert.equal(auth.verifyCsrfToken(user, csrf, 1_000_059), true);
+    assert.equal(auth.verifyCsrfToken(user, csrf, 1_000_060), false);
+  });
+
+  test('ticketLifetimeSec reaches the server: an expired ticket gets 401 invalid PVE ticket', async () => {
+    const s = await startSimulator({ ticketLifetimeSec: 0 });
     try {
       const { ticket } = await login(s);
-      await new Promise((r) => setTimeout(r, 2100));
       const reply = await call(s, '/version', { headers: { Cookie: `PVEAuthCookie=${ticket}` } });
       assert.equal(reply.status, 401);
       assert.equal(reply.reason, 'permission denied - invalid PVE ticket');
-      const renew = await call(s, '/access/ticket', {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ username: s.credentials.user, password: ticket }).toString(),
-      });
-      assert.equal(renew.status, 401, 'an expired ticket cannot renew itself');
     } finally {
       await s.close();
     }
@@ -451,7 +484,7 @@ describe('errors like PVE', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// Scenarios from ../shared
+// Scenarios from reference/
 // ---------------------------------------------------------------------------------------------
 
 describe('scenario default', () => {

@@ -72,9 +72,3 @@ export function* encodeChunks(families: readonly MetricFamily[], format: Format)
 export function encode(families: readonly MetricFamily[], format: Format): string {
   return [...encodeChunks(families, format)].join('');
 }
-
-/** Picks OpenMetrics when the Accept header asks for it (as Prometheus does by default). */
-export function negotiateFormat(accept: string | undefined): Format {
-  if (accept && /application\/openmetrics-text/i.test(accept)) return 'openmetrics';
-  return 'text';
-}

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { LRUCache } from 'lru-cache';
-import { Pool, buildConnector, type Dispatcher } from 'undici';
+import { Pool, type buildConnector, type Dispatcher } from 'undici';
 import type { ModuleConfig } from '../config.ts';
 import { PveError, classifyTransportError } from './errors.ts';
 import { GuestConfigCache } from './guest-config-cache.ts';

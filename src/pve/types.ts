@@ -1,4 +1,4 @@
-// Shapes of the PVE API responses the exporter reads (see ../shared/pve-api for the full
+// Shapes of the PVE API responses the exporter reads (see reference/pve-api for the full
 // reference). Only the fields we use are typed; PVE serialises booleans as 0/1 numbers.
 
 export interface ClusterStatusCluster {

@@ -1,9 +1,12 @@
-// Reads the PVE API reference examples from ../shared/pve-api.
+// Reads the reference data kept in the repository (reference/, a copy of the shared reference
+// refreshed by `npm run refresh:reference`): the PVE API examples of reference/pve-api and the
+// reference exporter's outputs of reference/compat.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
-export const SHARED_DIR = process.env.PVE_SHARED_DIR ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../shared');
+/** reference/ at the repository root; $PVE_REFERENCE_DIR points the tests at another copy. */
+export const REFERENCE_DIR = process.env.PVE_REFERENCE_DIR ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../reference');
 
 interface EndpointFile {
   example: { data: unknown };
@@ -14,7 +17,7 @@ interface EndpointFile {
 }
 
 export function endpointFile(name: string): EndpointFile {
-  return JSON.parse(readFileSync(path.join(SHARED_DIR, 'pve-api', `${name}.json`), 'utf8')) as EndpointFile;
+  return JSON.parse(readFileSync(path.join(REFERENCE_DIR, 'pve-api', `${name}.json`), 'utf8')) as EndpointFile;
 }
 
 export function example<T>(name: string): T {
@@ -33,6 +36,7 @@ export function byNode<T>(name: string, node: string): T {
   return e.data as T;
 }
 
+/** One reference output: reference/compat/<scenario>/<query>.prom. */
 export function compatFile(scenario: string, query: string): string {
-  return readFileSync(path.join(SHARED_DIR, 'compat', scenario, `${query}.prom`), 'utf8');
+  return readFileSync(path.join(REFERENCE_DIR, 'compat', scenario, `${query}.prom`), 'utf8');
 }
