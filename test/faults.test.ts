@@ -367,7 +367,8 @@ describe('fault matrix: 4 s scrape timeout against a failing target', () => {
         const healthy = aliveAfter ? (await fetch(`${exporter.url}/-/healthy`)).status : 0;
         const exit = await exporter.stop();
         const stderr = exporter.stderr();
-        const secrets = [String(sim.credentials.tokenValue), sim.credentials.password, ...(scene.secrets?.() ?? [])];
+        const tickets = scene.secrets?.() ?? [];
+        const secrets = [sim.credentials.tokenValue, sim.credentials.password, ...tickets];
         const answerText = `${[...res.headers].map(([k, v]) => `${k}: ${v}`).join('\n')}\n${body}`;
         const leaks = [...leakedSecrets(answerText, secrets).map(() => 'answer'), ...leakedSecrets(stderr, secrets).map(() => 'log')];
         let success: Record<string, number> | null = null;
@@ -411,6 +412,7 @@ describe('fault matrix: 4 s scrape timeout against a failing target', () => {
         assert.doesNotMatch(stderr, PROCESS_WARNING, 'no process warning (listener leak, deprecation) in the exporter log');
         assert.deepEqual({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, `clean exit on SIGTERM; stderr:\n${stderr}`);
         assert.deepEqual(leaks, [], 'no token value, password or ticket in the answer or the log');
+        if (scene.module.password !== undefined && scene.secrets) assert.ok(tickets.length > 0, 'a password row logs in, so its ticket is checked too');
         scene.check?.(stderr);
       } finally {
         await exporter.stop();
