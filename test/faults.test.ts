@@ -421,3 +421,52 @@ describe('fault matrix: 4 s scrape timeout against a failing target', () => {
     });
   }
 });
+
+describe('a hanging target under overlapping scrapes', () => {
+  // Two scrapers take turns so that the target's client is never idle, as with two Prometheus
+  // replicas scraping the same node. Every request pending at a scrape's deadline must be cut
+  // then, not when the client next has no user: otherwise each connect timeout leaves another
+  // --pve.concurrency sockets stuck in their TLS handshake, for as long as the scrapes go on.
+  test('connections to the target stay within the pool while scrapes overlap, and close after', async () => {
+    const sim = await startSimulator({ scenario: 'default' });
+    const hanging = await startHangingTcp();
+    // A short module timeout (= connect timeout), so several connect timeouts pass in the run.
+    const exporter = await spawnExporter({ config: YAML.stringify({ default: tokenModule(sim, { timeout: 2 }) }) });
+    const pool = 8; // --pve.concurrency default: connections per (module, target)
+    let stop = false;
+    let scrapes = 0;
+    const scraper = async (startAfterMs: number) => {
+      await new Promise((r) => setTimeout(r, startAfterMs));
+      while (!stop) {
+        const res = await fetch(`${exporter.url}/pve?target=${hanging.target}`, {
+          headers: { 'X-Prometheus-Scrape-Timeout-Seconds': '1' },
+          signal: AbortSignal.timeout(30_000),
+        });
+        await res.text();
+        assert.equal(res.status, 500);
+        scrapes++;
+      }
+    };
+    try {
+      const scrapers = [scraper(0), scraper(500)];
+      let maxOpen = 0;
+      const until = Date.now() + 10_000;
+      while (Date.now() < until) {
+        maxOpen = Math.max(maxOpen, hanging.open());
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      stop = true;
+      await Promise.all(scrapers);
+      const left = await pollUntilZero(() => hanging.open(), PENDING_CLOSE_WAIT_MS);
+      console.log(`overlapping scrapes of a hanging target: ${scrapes} scrapes, at most ${maxOpen} connections open at once, ${hanging.accepted()} accepted, ${left} left after`);
+      assert.ok(maxOpen <= 2 * pool, `${maxOpen} connections open at once at the hanging target (pool ${pool}): abandoned handshakes pile up while the client is in use`);
+      assert.equal(left, 0, 'connections left open after the scrapes ended');
+      assert.doesNotMatch(exporter.stderr(), UNHANDLED);
+    } finally {
+      stop = true;
+      await exporter.stop();
+      await hanging.close();
+      await sim.close();
+    }
+  });
+});
