@@ -48,6 +48,8 @@ export interface PushproxOptions {
   /** Backoff after a failed poll, seconds. */
   retryInitialWait: number;
   retryMaxWait: number;
+  /** A poll without an answer for this long is renewed, seconds; 0 = never. */
+  pollTimeout: number;
 }
 
 function intInRange(name: string, min: number, max: number) {
@@ -130,8 +132,11 @@ export function buildCommand(): Command {
     .addOption(new Option('--pushprox.url <url>', 'PushProx client mode: poll this PushProx proxy and answer its scrape requests (docs/push.md)'))
     .addOption(new Option('--pushprox.fqdn <name>', 'name to register with the PushProx proxy (Prometheus scrapes http://<name>:<port>/...)').default(hostname(), 'this host\'s name'))
     .addOption(
-      new Option('--pushprox.polls <n>', 'polls kept outstanding, so one slow scrape does not hold up the next')
-        .default(2)
+      new Option(
+        '--pushprox.polls <n>',
+        'polls kept outstanding (the poll is renewed as soon as a request arrives, so 1 already keeps a slow scrape from holding up the next; more only with a proxy that holds several polls per client: PushProx\'s answers an older poll with 408 when a newer one comes)',
+      )
+        .default(1)
         .argParser(intInRange('--pushprox.polls', 1, 32)),
     )
     .addOption(new Option('--pushprox.tls.ca-file <path>', 'CA bundle to verify the PushProx proxy against (default: the system CAs)'))
@@ -146,6 +151,11 @@ export function buildCommand(): Command {
       new Option('--pushprox.retry.max-wait <seconds>', 'longest wait between failed polls')
         .default(5)
         .argParser(positiveSeconds('--pushprox.retry.max-wait')),
+    )
+    .addOption(
+      new Option('--pushprox.poll-timeout <seconds>', 'renew a poll that got no scrape request for this long (under the proxy\'s 5 min registration timeout); 0 never')
+        .default(60)
+        .argParser(intInRange('--pushprox.poll-timeout', 0, 3600)),
     );
   for (const c of COLLECTORS) {
     const where = c.kind === 'scrape' ? `${c.scope} scope` : '/metrics';
@@ -191,6 +201,7 @@ export function parseCli(argv: readonly string[]): Options {
             keyFile: o['pushprox.tls.keyFile'] as string | undefined,
             retryInitialWait: o['pushprox.retry.initialWait'] as number,
             retryMaxWait: o['pushprox.retry.maxWait'] as number,
+            pollTimeout: o['pushprox.pollTimeout'] as number,
           },
     configFile: String(o['config.file']),
     listenAddress: String(o['web.listenAddress']),
