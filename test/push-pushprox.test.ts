@@ -9,7 +9,11 @@ import type { Simulator } from '../sim/types.ts';
 import { errorAnswer, parseInstruction } from '../src/push/pushprox.ts';
 import { get, simModule, startExporter, type RunningExporter } from './helpers/exporter.ts';
 import { parseResponse, startTestProxy, type TestProxy } from './helpers/pushprox-proxy.ts';
-import { waitUntil } from './helpers/prom-stack.ts';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { query, startPrometheus, waitUntil } from './helpers/prom-stack.ts';
+import { hasTool } from './helpers/tools.ts';
 import { parseExposition } from './helpers/promtext.ts';
 
 const FQDN = 'pve-exporter.home.test';
@@ -165,5 +169,45 @@ describe('pushprox client against a test proxy', () => {
     assert.equal((await get(`${exp.url}/-/healthy`)).status, 200);
     const warned = exp.logs.filter((l) => /poll failed/.test(l));
     assert.equal(warned.length, 1, 'the same error logged once');
+  });
+});
+
+describe('a real Prometheus scraping through the test proxy (proxy_url)', { skip: hasTool('prometheus') ? false : 'prometheus not installed (apt-get install prometheus)' }, () => {
+  test('up is 1 and the PVE series are there, labelled as configured', async () => {
+    const sim = await startSimulator({ scenario: 'default' });
+    const proxy = await startTestProxy();
+    const exp = await startExporter(simModule(sim), ['--pushprox.url', proxy.url, '--pushprox.fqdn', FQDN]);
+    const dir = mkdtempSync(path.join(tmpdir(), 'pushprox-prom-'));
+    const config = [
+      'global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}',
+      'scrape_configs:',
+      '  - job_name: pve',
+      `    proxy_url: ${proxy.url}/`,
+      '    metrics_path: /pve',
+      "    params: {module: [default], cluster: ['1'], node: ['1']}",
+      '    static_configs: [{targets: [127.0.0.1], labels: {location: home}}]',
+      '    relabel_configs:',
+      '      - {source_labels: [__address__], target_label: __param_target}',
+      '      - {source_labels: [__param_target], target_label: instance}',
+      `      - {target_label: __address__, replacement: '${FQDN}:9221'}`,
+      '',
+    ].join('\n');
+    const prom = await startPrometheus(dir, config);
+    try {
+      const up = await waitUntil('up 1 through the proxy', async () => {
+        const r = await query(prom.url, 'up{job="pve"}');
+        return r[0]?.value[1] === '1' ? r : undefined;
+      }, 30_000);
+      assert.deepEqual(up[0].metric, { __name__: 'up', instance: '127.0.0.1', job: 'pve', location: 'home' });
+      const series = await query(prom.url, 'pve_up{job="pve", instance="127.0.0.1", location="home"}');
+      assert.ok(series.length >= 10, `pve_up series: ${series.length}`);
+      assert.ok(proxy.handedOver.length >= 1);
+      assert.ok(proxy.handedOver.every((h) => h.timeoutSent > 0 && h.timeoutSent <= 1));
+    } finally {
+      await prom.stop();
+      await exp.close();
+      await proxy.close();
+      await sim.close();
+    }
   });
 });

@@ -4,6 +4,7 @@
 // staleness, an outage of the receiver, and wrong credentials.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -23,7 +24,7 @@ import {
 } from '../src/exposition/remote-write.ts';
 import { parsePushConfigText, PushConfigError } from '../src/push/config.ts';
 import { retryAfter } from '../src/push/remote-writer.ts';
-import { SampleQueue } from '../src/push/sample-queue.ts';
+import { BatchQueue } from '../src/push/batch-queue.ts';
 import { get, simModule, startExporter, type RunningExporter } from './helpers/exporter.ts';
 import { createReceiver, type Receiver } from './helpers/push-receiver.ts';
 import { waitUntil } from './helpers/prom-stack.ts';
@@ -108,17 +109,21 @@ describe('remote write encoding', () => {
     }
   });
 
-  test('the queue is bounded: the oldest samples go first and are counted', () => {
-    const q = new SampleQueue(5);
-    const s = (n: number): PushSample => ({ labels: [['__name__', `m${n}`]], value: n, timestampMs: n });
-    assert.equal(q.push([s(1), s(2), s(3)]), 0);
-    assert.equal(q.push([s(4), s(5), s(6), s(7)]), 2);
-    assert.equal(q.size, 5);
-    assert.deepEqual(q.take(2).map((x) => x.value), [3, 4]);
-    assert.equal(q.push([s(8), s(9), s(10), s(11), s(12), s(13), s(14)]), 5);
-    assert.equal(q.size, 5);
-    assert.deepEqual(q.take(100).map((x) => x.value), [10, 11, 12, 13, 14]);
+  test('the queue is bounded: the oldest batches go first and are counted', () => {
+    const q = new BatchQueue(10);
+    const b = (samples: number, tag: number) => ({ body: new Uint8Array([tag]), samples });
+    assert.equal(q.push(b(4, 1)), 0);
+    assert.equal(q.push(b(4, 2)), 0);
+    assert.equal(q.push(b(4, 3)), 4, 'batch 1 dropped to make room');
+    assert.equal(q.size, 8);
+    assert.equal(q.shift()?.body[0], 2);
+    assert.equal(q.push(b(10, 4)), 4);
+    assert.equal(q.size, 10);
+    assert.equal(q.shift()?.body[0], 4);
+    assert.equal(q.shift(), undefined);
     assert.equal(q.size, 0);
+    assert.equal(q.byteSize, 0);
+    assert.throws(() => q.push(b(11, 5)), /exceeds the queue capacity/);
   });
 
   test('Retry-After: seconds or an HTTP date', () => {
@@ -146,7 +151,7 @@ describe('push config', () => {
 
   test('a full config is read; the secret comes from the file', () => {
     const cfg = parsePushConfigText(
-      base('  external_labels:\n    location: home\n    dc: 1\n  queue_config:\n    capacity: 1000\n    max_backoff: 2s\n', '    collectors: [status, version]\n    scopes: [cluster]\n    timeout: 5s\n'),
+      base('  external_labels:\n    location: home\n    dc: 1\n  queue_config:\n    capacity: 1000\n    max_samples_per_send: 500\n    max_backoff: 2s\n', '    collectors: [status, version]\n    scopes: [cluster]\n    timeout: 5s\n'),
       'push.yml',
       modules,
     );
@@ -168,6 +173,26 @@ describe('push config', () => {
     refused(base().replace(pw, path.join(dir, 'missing')), /push\.yml:5: remote_write\.basic_auth\.password_file: cannot read .*missing: file not found/);
     refused(base('', '    timeout: 30s\n'), /jobs\[0\]\.timeout: must not exceed interval/);
     refused('jobs: []\n', /remote_write is required/);
+  });
+
+  test('--config.check checks the push config; a broken one stops the exporter with the error and exit 1', () => {
+    const pveYml = path.join(dir, 'pve.yml');
+    writeFileSync(pveYml, 'default:\n  user: monitoring@pve\n  token_name: exporter\n  token_value: x\n  targets: [pve1.home.lan]\n', { mode: 0o600 });
+    const good = path.join(dir, 'push-good.yml');
+    writeFileSync(good, base());
+    const bad = path.join(dir, 'push-bad.yml');
+    writeFileSync(bad, base('', '    intervall: 1m\n'));
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config.file', pveYml, '--web.listen-address', '127.0.0.1:0', ...args], { encoding: 'utf8', timeout: 60_000 });
+    const ok = run(['--push.config.file', good, '--config.check']);
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stdout, /push config .*push-good\.yml OK \(1 job\)/);
+    for (const args of [['--push.config.file', bad, '--config.check'], ['--push.config.file', bad]]) {
+      const r = run(args);
+      assert.equal(r.status, 1, r.stdout + r.stderr);
+      assert.match(r.stderr, /push-bad\.yml:10: jobs\[0\]\.intervall: unknown key "intervall"/);
+      assert.doesNotMatch(r.stderr, /hunter2/);
+    }
   });
 });
 

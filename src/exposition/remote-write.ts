@@ -56,17 +56,24 @@ export function familiesToSamples(families: readonly MetricFamily[], extra: read
   for (const fam of families) {
     const names = fam.spec.labels;
     const n = names.length;
+    // The label order is the same for every sample of a family: sort it once. A slot is either
+    // the index of one of the family's labels or a fixed (name, value) pair.
     const own = new Set(names);
-    const added = extra.filter(([k]) => !own.has(k) && k !== '__name__');
+    const slots: (number | readonly [string, string])[] = [['__name__', fam.spec.name] as const];
+    for (let j = 0; j < n; j++) slots.push(j);
+    for (const l of extra) if (!own.has(l[0]) && l[0] !== '__name__' && l[1] !== '') slots.push(l);
+    const nameOf = (slot: number | readonly [string, string]) => (typeof slot === 'number' ? names[slot] : slot[0]);
+    slots.sort((a, b) => (nameOf(a) < nameOf(b) ? -1 : nameOf(a) > nameOf(b) ? 1 : 0));
     for (let i = 0; i < fam.values.length; i++) {
-      const labels: [string, string][] = [['__name__', fam.spec.name]];
-      for (let j = 0; j < n; j++) {
-        const v = fam.labelValues[i * n + j];
-        // An empty label value is the same as no label in Prometheus; remote write must not send it.
-        if (v !== '') labels.push([names[j], v]);
+      const labels: (readonly [string, string])[] = [];
+      for (const slot of slots) {
+        if (typeof slot !== 'number') labels.push(slot);
+        else {
+          const v = fam.labelValues[i * n + slot];
+          // An empty label value is the same as no label in Prometheus; remote write must not send it.
+          if (v !== '') labels.push([names[slot], v]);
+        }
       }
-      for (const l of added) if (l[1] !== '') labels.push([l[0], l[1]]);
-      labels.sort(byName);
       out.push({ labels, value: fam.values[i] });
     }
   }

@@ -248,6 +248,7 @@ export function parsePushConfigText(text: string, source: string, modules: Reado
   const minBackoff = r.seconds(q.min_backoff, [...qp, 'min_backoff'], 0.03, 600);
   const maxBackoff = r.seconds(q.max_backoff, [...qp, 'max_backoff'], 5, 3600);
   if (maxBackoff < minBackoff) r.fail([...qp, 'max_backoff'], 'must not be less than min_backoff');
+  if (maxSamplesPerSend > capacity) r.fail([...qp, 'max_samples_per_send'], `must not exceed capacity (${capacity})`);
 
   const remoteWrite: RemoteWriteConfig = {
     url,

@@ -9,7 +9,7 @@ import { compressWriteRequest, encodeWriteRequest, REMOTE_WRITE_HEADERS, type Pu
 import type { SelfMetrics } from '../self-metrics.ts';
 import { VERSION } from '../version.ts';
 import type { RemoteWriteConfig } from './config.ts';
-import { SampleQueue } from './sample-queue.ts';
+import { BatchQueue, type Batch } from './batch-queue.ts';
 
 /** Longest Retry-After honoured, seconds: a receiver asking for more is retried after this. */
 const MAX_RETRY_AFTER = 300;
@@ -19,7 +19,7 @@ const REASON_BYTES = 512;
 type Outcome = { kind: 'sent' } | { kind: 'retry'; status: string; afterSeconds?: number; reason: string } | { kind: 'rejected'; status: number; reason: string };
 
 export class RemoteWriter {
-  private readonly queue: SampleQueue;
+  private readonly queue: BatchQueue;
   private readonly agent: Agent;
   private running = false;
   private closed = false;
@@ -34,7 +34,7 @@ export class RemoteWriter {
     /** Random source for the jitter (tests pass a fixed one). */
     private readonly random: () => number = Math.random,
   ) {
-    this.queue = new SampleQueue(cfg.capacity);
+    this.queue = new BatchQueue(cfg.capacity);
     this.agent = new Agent({
       keepAliveTimeout: 60_000,
       connect: {
@@ -48,13 +48,24 @@ export class RemoteWriter {
     });
   }
 
+  /** Samples queued (not counting the batch being sent). */
   get queued(): number {
     return this.queue.size;
   }
 
+  /** Bytes held by the queue. */
+  get queuedBytes(): number {
+    return this.queue.byteSize;
+  }
+
+  /** Encodes the samples of one collection into batches of at most max_samples_per_send and queues them. */
   enqueue(samples: readonly PushSample[]): void {
     if (this.closed) return;
-    const dropped = this.queue.push(samples);
+    let dropped = 0;
+    for (let i = 0; i < samples.length; i += this.cfg.maxSamplesPerSend) {
+      const part = samples.slice(i, i + this.cfg.maxSamplesPerSend);
+      dropped += this.queue.push({ body: compressWriteRequest(encodeWriteRequest(part)), samples: part.length });
+    }
     if (dropped > 0) {
       this.self.pushSamples.inc({ outcome: 'dropped' }, dropped);
       this.log.debug({ dropped, capacity: this.cfg.capacity }, 'remote write queue full: oldest samples dropped');
@@ -67,34 +78,34 @@ export class RemoteWriter {
   private async drain(): Promise<void> {
     this.running = true;
     try {
-      while (!this.closed && this.queue.size > 0) {
-        const batch = this.queue.take(this.cfg.maxSamplesPerSend);
+      for (let batch = this.queue.shift(); batch !== undefined && !this.closed; batch = this.queue.shift()) {
         this.self.pushQueueSamples.set(this.queue.size);
         await this.sendWithRetries(batch);
       }
+      this.self.pushQueueSamples.set(this.queue.size);
     } finally {
       this.running = false;
     }
   }
 
-  private async sendWithRetries(batch: PushSample[]): Promise<void> {
-    const body = compressWriteRequest(encodeWriteRequest(batch));
+  private async sendWithRetries(batch: Batch): Promise<void> {
+    const body = batch.body;
     for (let attempt = 0; !this.closed; attempt++) {
       const outcome = await this.send(body);
       if (outcome.kind === 'sent') {
-        this.self.pushSamples.inc({ outcome: 'sent' }, batch.length);
+        this.self.pushSamples.inc({ outcome: 'sent' }, batch.samples);
         if (this.failing !== undefined) this.log.info({ url: this.shownUrl() }, 'remote write recovered');
         this.failing = undefined;
         this.lastRejection = undefined;
         return;
       }
       if (outcome.kind === 'rejected') {
-        this.self.pushSamples.inc({ outcome: 'rejected' }, batch.length);
+        this.self.pushSamples.inc({ outcome: 'rejected' }, batch.samples);
         const key = `${outcome.status} ${outcome.reason}`;
         if (key !== this.lastRejection) {
           this.lastRejection = key;
           this.log.error(
-            { url: this.shownUrl(), status: outcome.status, reason: outcome.reason, samples: batch.length },
+            { url: this.shownUrl(), status: outcome.status, reason: outcome.reason, samples: batch.samples },
             outcome.status === 401 || outcome.status === 403
               ? 'remote write refused: check basic_auth / bearer_token_file of the push config; batch dropped'
               : 'remote write rejected by the receiver (not retried); batch dropped',
