@@ -9,7 +9,8 @@ import type { Simulator } from '../sim/types.ts';
 import { errorAnswer, parseInstruction } from '../src/push/pushprox.ts';
 import { get, simModule, startExporter, type RunningExporter } from './helpers/exporter.ts';
 import { parseResponse, startTestProxy, type TestProxy } from './helpers/pushprox-proxy.ts';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { makePki } from './helpers/web.ts';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { query, startPrometheus, waitUntil } from './helpers/prom-stack.ts';
@@ -158,6 +159,20 @@ describe('pushprox client against a test proxy', () => {
     await waitUntil('a renewed poll', async () => proxy.polls >= first + 2 && proxy.waiting(FQDN) === 1, 15_000, 50);
     assert.ok((await metric(e, 'pve_exporter_pushprox_polls_total{outcome="renewed"}')) >= 2);
     assert.equal((await proxy.scrape(`${BASE}/pve?target=127.0.0.1`, 10)).status, 200);
+  });
+
+  test('TLS to the proxy with a client certificate; without the certificate the polls fail, counted', { skip: hasTool('openssl') ? false : 'openssl not installed (apt-get install openssl)' }, async () => {
+    const pki = makePki();
+    proxy = await startTestProxy({ key: readFileSync(pki.serverKey, 'utf8'), cert: readFileSync(pki.serverCert, 'utf8'), clientCa: readFileSync(pki.caCert, 'utf8') });
+    await start(['--pushprox.tls.ca-file', pki.caCert, '--pushprox.tls.cert-file', pki.clientCert, '--pushprox.tls.key-file', pki.clientKey]);
+    const r = await proxy.scrape(`${BASE}/pve?target=127.0.0.1`, 10);
+    assert.equal(r.status, 200, r.body.toString());
+    assert.ok(parseExposition(r.body.toString()).get('pve_up'));
+    await exp!.close();
+    exp = await startExporter(simModule(sim), ['--pushprox.url', proxy.url, '--pushprox.fqdn', FQDN, '--pushprox.tls.ca-file', pki.caCert, '--pushprox.retry.initial-wait', '0.05']);
+    await waitUntil('TLS poll errors', async () => (await metric(exp!, 'pve_exporter_pushprox_polls_total{outcome="error"}')) >= 2, 10_000, 50);
+    assert.ok(proxy.pollClientCns.length >= 2 && proxy.pollClientCns.every((cn) => cn === 'prometheus'), JSON.stringify(proxy.pollClientCns));
+    assert.ok(exp.logs.some((l) => /poll failed/.test(l) && /HTTP 403: client certificate required/.test(l)));
   });
 
   test('proxy unreachable at start: the exporter keeps trying, does not crash, and serves once it is there', async () => {

@@ -72,10 +72,22 @@ export function parseInstruction(raw: Buffer): ScrapeInstruction {
 export function errorAnswer(status: number, reason: string, id: string, body: string): Buffer {
   const b = Buffer.from(body.endsWith('\n') ? body : `${body}\n`);
   return Buffer.concat([
-    Buffer.from(`HTTP/1.1 ${status} ${reason}\r\nId: ${id}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${b.length}\r\n\r\n`),
+    Buffer.from(
+      `HTTP/1.1 ${status} ${reason}\r\nId: ${id}\r\n${HANDOVER_HEADER}: ${MIN_HANDOVER_SECONDS}\r\n` +
+        `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${b.length}\r\n\r\n`,
+    ),
     b,
   ]);
 }
+
+/**
+ * PushProx's proxy reads this header of a pushed answer as how long to wait for the scrape it
+ * belongs to (15 s when absent). Sent as what is left of the scrape, so the proxy gives up on an
+ * answer nobody waits for in a second instead of holding the push for 15 s; never below 1 s, so
+ * an answer that is just in time is not dropped by its own header.
+ */
+const HANDOVER_HEADER = 'X-Prometheus-Scrape-Timeout-Seconds';
+const MIN_HANDOVER_SECONDS = 1;
 
 interface Exchange {
   status: number;
@@ -183,6 +195,7 @@ export class PushproxClient {
       return;
     }
     let answer: Buffer;
+    let expired = false;
     const timeout = instr.timeoutSeconds;
     if (instr.url.hostname.toLowerCase() !== this.opts.fqdn.toLowerCase()) {
       this.self.pushproxRequests.inc({ outcome: 'invalid' });
@@ -192,6 +205,7 @@ export class PushproxClient {
       answer = errorAnswer(400, 'Bad Request', instr.id, 'scrape request without a usable X-Prometheus-Scrape-Timeout-Seconds header');
     } else if (timeout - (performance.now() - receivedAt) / 1000 <= 0) {
       // Already expired: nobody waits for this answer any more. Answer now, scrape nothing.
+      expired = true;
       this.self.pushproxRequests.inc({ outcome: 'expired' });
       this.log.debug({ id: instr.id, timeout }, 'pushprox: request expired before it arrived; answered without scraping');
       answer = errorAnswer(504, 'Gateway Timeout', instr.id, `scrape deadline passed before the request reached the exporter (${timeout}s left when handed over)`);
@@ -205,7 +219,7 @@ export class PushproxClient {
           method: instr.method,
           url: instr.url.pathname + instr.url.search,
           headers,
-          answerHeaders: { Id: instr.id, 'X-Prometheus-Scrape-Timeout': remaining.toFixed(3) },
+          answerHeaders: { Id: instr.id, [HANDOVER_HEADER]: Math.max(MIN_HANDOVER_SECONDS, remaining).toFixed(3) },
           signal: deadline,
           maxBytes: MAX_ANSWER_BYTES,
         });
@@ -221,7 +235,9 @@ export class PushproxClient {
       if (res.status >= 300) throw new Error(`HTTP ${res.status}: ${res.body.toString('utf8', 0, 200).trim()}`);
     } catch (err) {
       this.self.pushproxPushErrors.inc();
-      this.log.warn({ id: instr.id, error: (err as Error).message }, 'pushprox: could not post the answer to the proxy');
+      // Nobody waits for the answer to an expired request: its failed delivery is no news.
+      const level = expired ? 'debug' : 'warn';
+      this.log[level]({ id: instr.id, error: (err as Error).message }, 'pushprox: could not post the answer to the proxy');
     }
   }
 

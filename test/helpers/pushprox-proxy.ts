@@ -9,6 +9,8 @@
 // (0 or less when its scraper has already given up).
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 
 interface Pending {
@@ -57,8 +59,17 @@ export function parseResponse(raw: Buffer): ParsedResponse {
   return { status: Number(m[1]), headers, body };
 }
 
+export interface TestProxyTls {
+  key: string;
+  cert: string;
+  /** CA of the client certificates; with it, /poll and /push need one (403 otherwise). */
+  clientCa?: string;
+}
+
 export interface TestProxy {
   readonly url: string;
+  /** CN of the client certificate of each poll, in order (HTTPS with clientCa). */
+  readonly pollClientCns: string[];
   readonly port: number;
   /** Polls currently held, per FQDN. */
   waiting(fqdn: string): number;
@@ -74,7 +85,8 @@ export interface TestProxy {
   close(): Promise<void>;
 }
 
-export async function startTestProxy(): Promise<TestProxy> {
+export async function startTestProxy(tls?: TestProxyTls): Promise<TestProxy> {
+  const pollClientCns: string[] = [];
   const waiters = new Map<string, { res: http.ServerResponse; take(p: Pending): void }[]>();
   const queued: Pending[] = [];
   const pending = new Map<string, Pending>();
@@ -105,11 +117,17 @@ export async function startTestProxy(): Promise<TestProxy> {
       req.on('error', reject);
     });
 
-  const server = http.createServer(async (req, res) => {
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = req.url ?? '/';
     if (/^https?:\/\//.test(url)) return proxied(req, res, new URL(url));
+    if (tls?.clientCa !== undefined && !(req.socket as TLSSocket).authorized) {
+      res.statusCode = 403;
+      return res.end('client certificate required\n');
+    }
     if (req.method === 'POST' && url === '/poll') {
       polls++;
+      const peer = (req.socket as TLSSocket).getPeerCertificate?.();
+      if (peer?.subject) pollClientCns.push(String(peer.subject.CN));
       const fqdn = (await readBody(req)).toString().trim();
       const i = queued.findIndex((p) => p.fqdn === fqdn);
       if (i >= 0) return handOver(queued.splice(i, 1)[0], res);
@@ -141,7 +159,10 @@ export async function startTestProxy(): Promise<TestProxy> {
     }
     res.statusCode = 404;
     res.end('not found\n');
-  });
+  };
+  const server = tls
+    ? https.createServer({ key: tls.key, cert: tls.cert, ca: tls.clientCa, requestCert: tls.clientCa !== undefined, rejectUnauthorized: false }, (req, res) => void handle(req, res))
+    : http.createServer((req, res) => void handle(req, res));
 
   function proxied(req: http.IncomingMessage, res: http.ServerResponse, target: URL): void {
     const timeoutSeconds = Number(req.headers['x-prometheus-scrape-timeout-seconds'] ?? 15);
@@ -187,8 +208,9 @@ export async function startTestProxy(): Promise<TestProxy> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     port,
+    pollClientCns,
     waiting: (fqdn) => waiters.get(fqdn)?.length ?? 0,
     get polls() {
       return polls;
@@ -200,7 +222,8 @@ export async function startTestProxy(): Promise<TestProxy> {
     },
     scrape(absoluteUrl, timeoutSeconds, headers = {}) {
       return new Promise((resolve, reject) => {
-        const req = http.request({
+        const req = (tls ? https : http).request({
+          rejectUnauthorized: false,
           host: '127.0.0.1',
           port,
           path: absoluteUrl,
