@@ -7,6 +7,10 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
+import type { TLSSocket } from 'node:tls';
+import { makePki } from './helpers/web.ts';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
@@ -383,6 +387,53 @@ describe('remote write retries against a receiver answering 503 then 400', () =>
       assert.match(metrics, /pve_exporter_push_samples_total\{outcome="sent"\} 2/);
       assert.match(metrics, /pve_exporter_push_samples_total\{outcome="rejected"\} 2/);
       assert.ok(logs.some((l) => /rejected by the receiver/.test(l) && /out of order sample/.test(l)));
+    } finally {
+      await writer.close();
+      server.close();
+    }
+  });
+});
+
+describe('remote write over TLS with a client certificate and a bearer token', { skip: hasTool('openssl') ? false : 'openssl not installed (apt-get install openssl)' }, () => {
+  test('ca_file, cert_file/key_file and server_name reach the receiver; the token comes from its file', async () => {
+    const pki = makePki();
+    const seen: { sni?: string; cn?: string; authorization?: string }[] = [];
+    const server = https.createServer(
+      { key: readFileSync(pki.serverKey), cert: readFileSync(pki.serverCert), ca: readFileSync(pki.caCert), requestCert: true, rejectUnauthorized: true },
+      (req, res) => {
+        const sock = req.socket as TLSSocket & { servername?: string };
+        seen.push({ sni: sock.servername, cn: String(sock.getPeerCertificate().subject?.CN), authorization: req.headers.authorization });
+        req.resume();
+        req.on('end', () => res.end());
+      },
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as import('node:net').AddressInfo;
+    const dir = mkdtempSync(path.join(tmpdir(), 'push-tls-'));
+    writeFileSync(path.join(dir, 'token'), 'tok-9a7b\n', { mode: 0o600 });
+    const cfg = parsePushConfigText(
+      [
+        'remote_write:',
+        `  url: https://127.0.0.1:${port}/api/v1/write`,
+        `  bearer_token_file: ${path.join(dir, 'token')}`,
+        `  tls_config: {ca_file: ${pki.caCert}, cert_file: ${pki.clientCert}, key_file: ${pki.clientKey}, server_name: exporter.test}`,
+        'jobs:',
+        '  - {job_name: x, target: t}',
+        '',
+      ].join('\n'),
+      'push.yml',
+      new Set(['default']),
+    );
+    const { RemoteWriter } = await import('../src/push/remote-writer.ts');
+    const { SelfMetrics } = await import('../src/self-metrics.ts');
+    const { createLogger } = await import('../src/log.ts');
+    const self = new SelfMetrics({ apiMetrics: false, targetMetrics: false });
+    const writer = new RemoteWriter(cfg.remoteWrite, self, createLogger('error', { write: () => undefined }));
+    try {
+      writer.enqueue([{ labels: [['__name__', 'm']], value: 1, timestampMs: 1 }]);
+      await waitUntil('one request', async () => seen.length === 1, 10_000, 20);
+      assert.deepEqual(seen[0], { sni: 'exporter.test', cn: 'prometheus', authorization: 'Bearer tok-9a7b' });
+      await waitUntil('sent counted', async () => /pve_exporter_push_samples_total\{outcome="sent"\} 1/.test(await self.registry.metrics()), 5_000, 20);
     } finally {
       await writer.close();
       server.close();
