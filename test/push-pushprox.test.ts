@@ -161,7 +161,7 @@ describe('pushprox client against a test proxy', () => {
     assert.equal((await proxy.scrape(`${BASE}/pve?target=127.0.0.1`, 10)).status, 200);
   });
 
-  test('TLS to the proxy with a client certificate; without the certificate the polls fail, counted', { skip: hasTool('openssl') ? false : 'openssl not installed (apt-get install openssl)' }, async () => {
+  test('TLS to the proxy with a client certificate; without the certificate the polls fail, counted', { skip: hasTool('openssl') || process.env.CI ? false : 'openssl not installed (apt-get install openssl)' }, async () => {
     const pki = makePki();
     proxy = await startTestProxy({ key: readFileSync(pki.serverKey, 'utf8'), cert: readFileSync(pki.serverCert, 'utf8'), clientCa: readFileSync(pki.caCert, 'utf8') });
     await start(['--pushprox.tls.ca-file', pki.caCert, '--pushprox.tls.cert-file', pki.clientCert, '--pushprox.tls.key-file', pki.clientKey]);
@@ -187,7 +187,7 @@ describe('pushprox client against a test proxy', () => {
   });
 });
 
-describe('a real Prometheus scraping through the test proxy (proxy_url)', { skip: hasTool('prometheus') ? false : 'prometheus not installed (apt-get install prometheus)' }, () => {
+describe('a real Prometheus scraping through the test proxy (proxy_url)', { skip: hasTool('prometheus') || process.env.CI ? false : 'prometheus not installed (apt-get install prometheus)' }, () => {
   test('up is 1 and the PVE series are there, labelled as configured', async () => {
     const sim = await startSimulator({ scenario: 'default' });
     const proxy = await startTestProxy();
