@@ -271,6 +271,7 @@ describe('push to a real Prometheus (remote write receiver)', { skip: haveProm |
   });
 
   test('series that disappear get a stale marker (gone at once, not after 5 minutes); up turns 0', async () => {
+    await waitUntil('pve_up pushed', async () => (await receiver.query('pve_up{job="pve"}')).length > 0, 60_000);
     sim.addFault({ path: /.*/, status: 401, reason: 'authentication failure' });
     try {
       await waitUntil('up 0 and no pve_up', async () => {
