@@ -49,6 +49,7 @@ export async function startApp(opts: Options, config: LoadedConfig, log: Logger,
     maxResponseBytes: opts.maxResponseBytes,
     maxClients: opts.maxTargets,
     configCacheTtl: opts.configCacheTtl,
+    cacheTtls: opts.collectorTtls,
     onApiCall: self.apiDuration
       ? (module, endpoint, seconds, outcome) => self.apiDuration!.observe({ module, endpoint, status: outcome }, seconds)
       : undefined,

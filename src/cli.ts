@@ -28,6 +28,8 @@ export interface Options {
   maxTargets: number;
   /** Guest config cache TTL in seconds; 0 disables. */
   configCacheTtl: number;
+  /** Per collector with a cache: its TTL in seconds (--collector.<name>.ttl; 0 fetches every scrape). */
+  collectorTtls: Record<string, number>;
   /** Scrape deadline in seconds when the scraper sends no X-Prometheus-Scrape-Timeout-Seconds. */
   defaultTimeout: number;
   logLevel: LogLevel;
@@ -116,7 +118,7 @@ export function buildCommand(): Command {
         .argParser(intInRange('--pve.max-targets', 1, 1_000_000)),
     )
     .addOption(
-      new Option('--pve.config-cache-ttl <seconds>', 'how long a guest config (onboot) is reused; 0 fetches every scrape')
+      new Option('--pve.config-cache-ttl <seconds>', 'how long a guest config (onboot, sizing, agent) is reused; 0 fetches every scrape')
         .default(300)
         .argParser(intInRange('--pve.config-cache-ttl', 0, 86400)),
     )
@@ -160,8 +162,16 @@ export function buildCommand(): Command {
   for (const c of COLLECTORS) {
     const where = c.kind === 'scrape' ? `${c.scope} scope` : '/metrics';
     const state = c.defaultEnabled ? 'on' : 'off';
-    cmd.addOption(new Option(`--collector.${c.name}`, `enable the ${c.name} collector (${where}, default: ${state}): ${c.description}`).default(state).hideHelp(false));
+    const why = c.kind === 'scrape' && !c.defaultEnabled && c.offReason ? ` Off by default: ${c.offReason}` : '';
+    cmd.addOption(new Option(`--collector.${c.name}`, `enable the ${c.name} collector (${where}, default: ${state}): ${c.description}${why}`).default(state).hideHelp(false));
     cmd.addOption(new Option(`--no-collector.${c.name}`, `disable the ${c.name} collector`));
+    if (c.kind === 'scrape' && c.cacheTtl !== undefined) {
+      cmd.addOption(
+        new Option(`--collector.${c.name}.ttl <seconds>`, `how long the ${c.name} collector reuses what it fetched (per target; 0 fetches every scrape)`)
+          .default(c.cacheTtl)
+          .argParser(intInRange(`--collector.${c.name}.ttl`, 0, 7 * 86400)),
+      );
+    }
   }
   // A mistyped flag gets the error, commander's "did you mean" and a pointer to --help, not the
   // whole help text (which scrolled the error out of sight).
@@ -178,6 +188,10 @@ export function parseCli(argv: readonly string[]): Options {
     // default shows as 'on'/'off' in --help.
     const v = o[`collector.${camel(c.name)}`];
     collectors[c.name] = v === 'on' ? true : v === 'off' ? false : Boolean(v);
+  }
+  const collectorTtls: Record<string, number> = {};
+  for (const c of COLLECTORS) {
+    if (c.kind === 'scrape' && c.cacheTtl !== undefined) collectorTtls[c.name] = o[`collector.${camel(c.name)}.ttl`] as number;
   }
   if (Boolean(o['server.keyfile']) !== Boolean(o['server.certfile'])) {
     cmd.error('error: --server.keyfile and --server.certfile go together');
@@ -215,6 +229,7 @@ export function parseCli(argv: readonly string[]): Options {
     maxResponseBytes: o['pve.maxResponseSize'] as number,
     maxTargets: o['pve.maxTargets'] as number,
     configCacheTtl: o['pve.configCacheTtl'] as number,
+    collectorTtls,
     defaultTimeout: o['scrape.defaultTimeout'] as number,
     logLevel: o['log.level'] as LogLevel,
   };

@@ -20,6 +20,12 @@ export const SELF_FAMILIES = {
     'Guest config calls made to PVE (cache misses of the config collector)',
     ['module'],
   ),
+  cacheStale: spec(
+    'pve_exporter_cache_stale_total',
+    'counter',
+    'Expired cache entries served because their refresh from PVE failed, by module and collector',
+    ['module', 'collector'],
+  ),
   targetRefused: spec(
     'pve_exporter_target_refused_total',
     'counter',
@@ -70,6 +76,7 @@ export class SelfMetrics {
   readonly requestErrors: Counter<'module'>;
   readonly collectorFailures: Counter<'module' | 'collector'>;
   readonly guestConfigFetches: Counter<'module'>;
+  readonly cacheStale: Counter<'module' | 'collector'>;
   readonly targetRefused: Counter<'module'>;
   private readonly reloadSuccess: Gauge;
   private readonly reloadTime: Gauge;
@@ -122,6 +129,7 @@ export class SelfMetrics {
       labelNames: ['module'],
       registers: [r],
     });
+    this.cacheStale = new Counter({ name: f.cacheStale.name, help: f.cacheStale.help, labelNames: ['module', 'collector'], registers: [r] });
     this.targetRefused = new Counter({ name: f.targetRefused.name, help: f.targetRefused.help, labelNames: ['module'], registers: [r] });
     this.reloadSuccess = new Gauge({ name: f.configReloadSuccess.name, help: f.configReloadSuccess.help, registers: [r] });
     this.reloadTime = new Gauge({ name: f.configReloadTime.name, help: f.configReloadTime.help, registers: [r] });
