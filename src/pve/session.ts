@@ -159,7 +159,10 @@ export class PveSession {
         guests.map(async (g): Promise<GuestOnboot | undefined> => {
           present.add(`${g.type}/${g.vmid}`);
           const cached = this.configCache.fresh(g.type, g.vmid, node);
-          if (cached) return { type: g.type, vmid: g.vmid, node, onboot: cached.onboot };
+          if (cached) {
+            this.ctx.trace?.cacheHit?.(`/nodes/${encodeURIComponent(node)}/${g.type}/${g.vmid}/config`);
+            return { type: g.type, vmid: g.vmid, node, onboot: cached.onboot };
+          }
           const path = `/nodes/${encodeURIComponent(node)}/${g.type}/${g.vmid}/config`;
           try {
             const cfg = await this.call(path, asObject<GuestConfig>);
