@@ -381,7 +381,10 @@ export class PveClient {
       throw new PveError('deadline', path, 'scrape deadline reached before the request could start');
     }
     const moduleTimeoutMs = this.module.timeout * 1000;
-    const limitedByModule = moduleTimeoutMs <= remaining;
+    const sentAt = this.now();
+    const sentMono = performance.now();
+    let armedFor = ctx.deadline;
+    let limitedByModule = moduleTimeoutMs <= remaining;
     // One controller per request, fed by the scrape's signal and by a timer cleared afterwards
     // (no AbortSignal.timeout left behind for the whole module timeout).
     const abort = new AbortController();
@@ -390,10 +393,22 @@ export class PveClient {
       this.abandoned = true;
       abort.abort();
     };
-    const timer = setTimeout(() => {
+    // The scrape deadline may move later while the request runs (a shared collection that a
+    // scrape with a later deadline joined, src/scrape/coalesce.ts): then the timer runs on.
+    const onTimer = () => {
+      if (ctx.deadline > armedFor) {
+        armedFor = ctx.deadline;
+        limitedByModule = moduleTimeoutMs <= armedFor - sentAt;
+        const left = Math.min(moduleTimeoutMs - (performance.now() - sentMono), armedFor - this.now());
+        if (left > 0) {
+          timer = setTimeout(onTimer, left);
+          return;
+        }
+      }
       timedOut = true;
       abandon();
-    }, Math.min(moduleTimeoutMs, remaining));
+    };
+    let timer = setTimeout(onTimer, Math.min(moduleTimeoutMs, remaining));
     ctx.signal.addEventListener('abort', abandon, { once: true });
     const started = performance.now();
     const endpoint = endpointTemplate(path);
