@@ -76,7 +76,6 @@ describe('two Prometheus servers, one target, --scrape.cache-ttl', { skip: missi
       'eight scrapes by each Prometheus',
       async () => {
         const seen = await Promise.all(proms.map(scrapesSeen));
-    t.diagnostic(`scrapes by exporter result ${JSON.stringify(counts)}; /cluster/status calls ${statusCalls}; scrapes stored per server ${seen.join(', ')}`);
         return seen.every((n) => n >= 8);
       },
       120_000,
@@ -85,6 +84,7 @@ describe('two Prometheus servers, one target, --scrape.cache-ttl', { skip: missi
     const statusCalls = sim.stats().calls.get('/cluster/status') ?? 0;
     const served = counts.collected + counts.shared + counts.cached;
     const seen = await Promise.all(proms.map(scrapesSeen));
+    t.diagnostic(`scrapes by exporter result ${JSON.stringify(counts)}; /cluster/status calls ${statusCalls}; scrapes stored per server ${seen.join(', ')}`);
 
     // One /cluster/status call per collection (a collection just started may not have sent it yet).
     assert.ok(statusCalls === counts.collected || statusCalls === counts.collected - 1, `${statusCalls} calls for ${counts.collected} collections`);
