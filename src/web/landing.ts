@@ -18,7 +18,7 @@ code,pre{background:#f2f2f2;padding:0 .2em}pre{padding:.6em;overflow-x:auto}
 table{border-collapse:collapse;margin:.4em 0}td,th{text-align:left;padding:.25em .6em;border-bottom:1px solid #ddd;vertical-align:top}
 .lead{border-left:4px solid #e57000;padding:.2em 1em;background:#fff8f0}
 .failed{color:#b00020;font-weight:600}.ok{color:#1b7f3b}.muted{color:#666}
-tr.scrape-failed td{background:#fdecee}`;
+tr.scrape-failed td{background:#fdecee}#recent td{white-space:nowrap}#recent td.why{white-space:normal}`;
 
 /** host:port this exporter was reached at, for the example config (a guess; the reader checks it). */
 function exporterAddress(host: string | undefined): string {
@@ -57,16 +57,17 @@ function recentRows(entries: readonly RecentScrape[]): string {
     .map((e) => {
       const failed = e.status !== 200;
       const status = e.status === 200 ? '<span class="ok">200</span>' : `<span class="failed">${escapeHtml(String(e.status))}</span>`;
+      // A 500 fails every collector: its one reason says more than ten names.
       const failing =
-        e.failing.length > 0
-          ? e.failing.map((f) => `<span class="failed" title="${escapeHtml(f.error)}">${escapeHtml(f.name)}</span>`).join(', ')
-          : failed && e.error
-            ? `<span class="failed">${escapeHtml(e.error)}</span>`
+        failed && e.error
+          ? `<span class="failed">${escapeHtml(e.error)}</span>`
+          : e.failing.length > 0
+            ? e.failing.map((f) => `<span class="failed" title="${escapeHtml(f.error)}">${escapeHtml(f.name)}</span>`).join(', ')
             : '<span class="muted">none</span>';
       const served = e.debug ? 'debug' : e.served;
       return `<tr class="scrape${failed ? ' scrape-failed' : ''}" data-id="${e.id}"><td>${time(e.time)}</td><td>${escapeHtml(e.module)}</td><td>${escapeHtml(
         e.target,
-      )}</td><td>${e.cluster ? 'cluster' : ''}${e.cluster && e.node ? ', ' : ''}${e.node ? 'node' : ''}</td><td>${status}</td><td>${e.seconds.toFixed(3)}s</td><td>${served}</td><td>${failing}</td><td><a href="logs?id=${e.id}">log</a></td></tr>`;
+      )}</td><td>${e.cluster ? 'cluster' : ''}${e.cluster && e.node ? ', ' : ''}${e.node ? 'node' : ''}</td><td>${status}</td><td>${e.seconds.toFixed(3)}s</td><td>${served}</td><td class="why">${failing}</td><td><a href="logs?id=${e.id}">log</a></td></tr>`;
     })
     .join('\n');
 }
