@@ -52,7 +52,6 @@ export interface CollectorOutcome {
 
 /** How a scrape got its result: a collection of its own, one in flight it joined, or the cache. */
 export type ServedFrom = 'collected' | 'shared' | 'cached';
-export const SERVED_FROM: readonly ServedFrom[] = ['collected', 'shared', 'cached'];
 
 export interface ScrapeResult {
   /** 500 when no PVE call succeeded (unreachable, TLS, authentication, not PVE, no answer in time). */
