@@ -125,7 +125,7 @@ async function handlePve(state: AppState, req: IncomingMessage, res: ServerRespo
     collectedAt: result.collectedAt,
     failing: result.outcomes.filter((o) => !o.ok).map((o) => ({ name: o.name, error: o.error ?? 'failed' })),
     error: result.error,
-    log: result.log,
+    log: result.log.bounded(),
   });
   if (res.destroyed) return; // the scraper hung up: nobody to answer
   if (debug) {

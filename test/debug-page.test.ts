@@ -11,6 +11,8 @@ import { exporterModule } from '../sim/exporter-config.ts';
 import type { Simulator } from '../sim/types.ts';
 import { get, simModule, simPasswordModule, startExporter, type RunningExporter } from './helpers/exporter.ts';
 import { hasTool } from './helpers/tools.ts';
+import { SCRAPE_COLLECTORS } from '../src/collectors/registry.ts';
+import { DEBUG_LOG_MAX_CALLS, privilegeFor, ScrapeLog, STORED_LOG_MAX_CALLS } from '../src/scrape/debug-log.ts';
 
 const TICKET = /PVE:[^:\s]+:[0-9A-F]{8}::/;
 
@@ -230,5 +232,32 @@ describe('/metrics', () => {
       await exp.close();
       await sim.close();
     }
+  });
+});
+
+describe('ScrapeLog', () => {
+  const header = { module: 'm', target: 'pve1:8006', cluster: true, node: false, auth: 'API token a@pve!b' };
+
+  test('bounded(): the ring keeps 200 lines of a big debug log and counts the rest', () => {
+    const log = new ScrapeLog(header, DEBUG_LOG_MAX_CALLS);
+    for (let i = 0; i < 250; i++) log.call({ method: 'GET', path: `/nodes/pve1/qemu/${100 + i}/config`, status: 200, seconds: 0.001, bytes: 100 });
+    for (let i = 0; i < 50; i++) log.cacheHit(`/nodes/pve1/lxc/${1000 + i}/config`);
+    log.finish(200, 10);
+    const full = log.render();
+    assert.equal(full.split('\n').filter((l) => l.includes('/config')).length, 300);
+    const kept = log.bounded(STORED_LOG_MAX_CALLS);
+    const text = kept.render();
+    assert.equal(text.split('\n').filter((l) => /\/config {2,}/.test(l)).length, STORED_LOG_MAX_CALLS);
+    assert.match(text, /\.\.\. 50 more call\(s\) and 50 more cache hit\(s\) not listed \(log kept to 200 lines\)/);
+    assert.match(text, /PVE calls: 250; guest config cache: 50 hit\(s\) \(no call\), 250 miss\(es\)/);
+    assert.match(text, /^Result: 200, 10 series/m);
+    assert.equal(log.bounded(1000), log, 'within the bound: the same log');
+  });
+
+  test('privilegeFor: the registry entry of the failing endpoint', () => {
+    const config = SCRAPE_COLLECTORS.find((c) => c.name === 'config')!;
+    assert.equal(privilegeFor(config, SCRAPE_COLLECTORS, '/nodes/pve2/lxc/200/config'), 'VM.Audit on /vms/{vmid}');
+    assert.equal(privilegeFor(config, SCRAPE_COLLECTORS, '/cluster/backup-info/not-backed-up'), 'Sys.Audit on /', 'from another collector');
+    assert.equal(privilegeFor(config, SCRAPE_COLLECTORS, '/nowhere'), undefined);
   });
 });

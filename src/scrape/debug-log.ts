@@ -78,6 +78,28 @@ export class ScrapeLog implements ApiCallTrace {
     this.result = { status, error, series, seconds: this.elapsed() };
   }
 
+  /**
+   * This log kept to `max` lines, for the recent-scrapes ring (a debug=true log of a big cluster
+   * holds thousands; the ring keeps 200 per scrape). Itself when already within the bound.
+   */
+  bounded(max: number = STORED_LOG_MAX_CALLS): ScrapeLog {
+    if (this.entries.length <= max) return this;
+    const copy = new ScrapeLog(this.header, max, () => this.startedAt);
+    copy.entries.push(...this.entries.slice(0, max));
+    copy.collectors.push(...this.collectors);
+    copy.calls = this.calls;
+    copy.hits = this.hits;
+    copy.misses = this.misses;
+    copy.result = this.result;
+    copy.droppedCalls = this.droppedCalls;
+    copy.droppedHits = this.droppedHits;
+    for (const e of this.entries.slice(max)) {
+      if (e.kind === 'call') copy.droppedCalls++;
+      else copy.droppedHits++;
+    }
+    return copy;
+  }
+
   get apiCalls(): number {
     return this.calls;
   }
