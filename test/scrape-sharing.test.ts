@@ -192,6 +192,17 @@ describe('--scrape.cache-ttl', () => {
     assert.equal(counts.collected, 1);
   });
 
+  test('the format is encoded per answer: an OpenMetrics scraper is served from a text scrape\'s result', async () => {
+    const text = await scrape(cached, 10, undefined, 'target=127.0.0.1&node=0');
+    assert.equal(text.status, 200);
+    const calls = sim.stats().total;
+    const res = await fetch(`${cached.url}/pve?target=127.0.0.1&node=0`, { headers: { accept: 'application/openmetrics-text;version=1.0.0' } });
+    const body = await res.text();
+    assert.match(res.headers.get('content-type') ?? '', /^application\/openmetrics-text/);
+    assert.ok(body.endsWith('# EOF\n'));
+    assert.equal(sim.stats().total, calls, 'served from the cache');
+  });
+
   test('off by default: every scrape collects', async () => {
     await scrape(uncached, 10);
     await scrape(uncached, 10);
