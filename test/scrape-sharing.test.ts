@@ -64,7 +64,8 @@ describe('identical scrapes in flight share one collection', () => {
 
   test('the second waits for the first: one set of PVE calls, the same answer, counted as shared', async () => {
     const before = await scrapeCounts(exp);
-    sim.addFault({ path: '/cluster/resources', delayMs: 400, times: 1 });
+    // Generous delays: the later scrape must arrive while the first is in flight, on a loaded machine too.
+    sim.addFault({ path: '/cluster/resources', delayMs: 2000, times: 1 });
     const first = scrape(exp, 10);
     await callArrived(sim, '/cluster/resources');
     const second = scrape(exp, 10);
@@ -93,7 +94,7 @@ describe('identical scrapes in flight share one collection', () => {
 
   test('the first scraper hanging up does not cancel the collection the second waits for', async () => {
     const sharedBefore = (await scrapeCounts(exp)).shared;
-    sim.addFault({ path: '/cluster/resources', delayMs: 600, times: 1 });
+    sim.addFault({ path: '/cluster/resources', delayMs: 3000, times: 1 });
     const hangup = new AbortController();
     const first = scrape(exp, 10, hangup.signal).catch((err: Error) => err);
     await callArrived(sim, '/cluster/resources');
@@ -113,7 +114,7 @@ describe('identical scrapes in flight share one collection', () => {
   });
 
   test('a waiter with a short deadline gets a 500 of its own; the collection goes on for the other', async () => {
-    sim.addFault({ path: '/cluster/resources', delayMs: 1500, times: 1 });
+    sim.addFault({ path: '/cluster/resources', delayMs: 3000, times: 1 });
     const long = scrape(exp, 10);
     await callArrived(sim, '/cluster/resources');
     const short = await scrape(exp, 0.5);
@@ -125,10 +126,10 @@ describe('identical scrapes in flight share one collection', () => {
   });
 
   test('a later waiter with a longer deadline moves the shared deadline: its answer is complete', async () => {
-    // Without the move, the collection would stop at the first scrape's 0.6 s deadline and the
+    // Without the move, the collection would stop at the first scrape's 2 s deadline and the
     // second would get resources (and the collectors reading it) failed by the deadline.
-    sim.addFault({ path: '/cluster/resources', delayMs: 1200, times: 1 });
-    const short = scrape(exp, 0.6);
+    sim.addFault({ path: '/cluster/resources', delayMs: 4000, times: 1 });
+    const short = scrape(exp, 2);
     await callArrived(sim, '/cluster/resources');
     const long = scrape(exp, 10);
     const [s, l] = await Promise.all([short, long]);
