@@ -1,11 +1,12 @@
 // The landing page in a real browser: Debian's chromium, headless, driven by puppeteer-core (no
-// browser download: it uses /usr/bin/chromium). After a good, a partly failing and a failing
-// scrape, the rows are there, the failing ones are marked in red, and the debug link opens the
-// stored log. The page runs no script at all.
+// browser download: it uses the system's chromium, /usr/bin/chromium on Debian). After a good, a
+// partly failing and a failing scrape, the rows are there, the failing ones are marked in red, and
+// the debug link opens the stored log. The page runs no script at all.
 //
 // PVE_EXPORTER_SCREENSHOT=docs/landing-page.png saves the screenshot shown in the README.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,7 +18,11 @@ import type { Simulator } from '../sim/types.ts';
 import { get, startExporter, type RunningExporter } from './helpers/exporter.ts';
 import { hasTool, requireTool } from './helpers/tools.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
+/** Debian's /usr/bin/chromium, or whichever chromium is first on PATH. */
+function chromiumPath(): string {
+  const r = spawnSync('sh', ['-c', 'command -v chromium'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : '/usr/bin/chromium';
+}
 
 describe('landing page in Chromium', { skip: hasTool('chromium') || process.env.CI ? false : 'install chromium: apt-get install chromium' }, () => {
   let sim: Simulator;
@@ -32,7 +37,7 @@ describe('landing page in Chromium', { skip: hasTool('chromium') || process.env.
     };
     exp = await startExporter(YAML.stringify(modules), ['--scrape.cache-ttl', '10']);
     browser = await puppeteer.launch({
-      executablePath: CHROMIUM,
+      executablePath: chromiumPath(),
       headless: true,
       // As root (CI, containers) Chromium refuses to start with its sandbox.
       args: process.getuid?.() === 0 ? ['--no-sandbox'] : [],
