@@ -28,7 +28,7 @@ export const TOOLS = {
   strace: { install: 'apt-get install strace', usedBy: 'test/deploy-container.test.ts' },
   shellcheck: { install: 'apt-get install shellcheck', usedBy: 'test/release.test.ts, test/deploy-container.test.ts' },
   openssl: { install: 'apt-get install openssl', usedBy: 'tests that make certificates' },
-  chromium: { install: 'apt-get install chromium', usedBy: 'tests that look at pages in a browser' },
+  chromium: { install: 'apt-get install chromium', usedBy: 'test/web-browser.test.ts' },
 } as const satisfies Record<string, ToolInfo>;
 
 export type ToolName = keyof typeof TOOLS;
