@@ -649,3 +649,12 @@ test('the chart README carries install, upgrade and uninstall, per-environment v
     "Prometheus' namespace",
   ]) assert.ok(readme.includes(needle), `README lacks: ${needle}`);
 });
+
+test('NOTES: a NetworkPolicy without peers gets the advice to deploy next to Prometheus', (t) => {
+  if (!requireHelm(t)) return;
+  const open = renderNotes({ ...ciValues('default-values.yaml'), networkPolicy: { enabled: true } });
+  assert.match(open, /networkPolicy\.enabled without networkPolicy\.from admits any peer on port 9221/);
+  assert.match(open, /deploy\s+the chart in Prometheus' namespace/);
+  const limited = renderNotes({ ...ciValues('default-values.yaml'), networkPolicy: { enabled: true, from: [{ podSelector: { matchLabels: { app: 'prometheus' } } }] } });
+  assert.doesNotMatch(limited, /admits any peer/);
+});
