@@ -50,6 +50,30 @@ export interface RequestContext {
    * guest agent) must not hold a connection of the concurrency cap for the whole module timeout.
    */
   readonly callTimeoutMs?: number;
+  /** Sees every call made for this context (the per-scrape debug log, src/scrape/debug-log.ts). */
+  readonly trace?: ApiCallTrace;
+}
+
+/** One PVE API call as the debug log shows it: never headers or bodies (they hold the secrets). */
+export interface ApiCallRecord {
+  readonly method: 'GET' | 'POST';
+  /** API path with its query string, below /api2/json. */
+  readonly path: string;
+  /** HTTP status, when an answer came. */
+  readonly status?: number;
+  /** Why the call failed, when it did (transport, deadline, size, parse). */
+  readonly error?: string;
+  readonly seconds: number;
+  /** Body bytes as received (compressed, when PVE gzipped it). */
+  readonly bytes?: number;
+  /** Body bytes after gunzip, when it was compressed. */
+  readonly decodedBytes?: number;
+}
+
+export interface ApiCallTrace {
+  call(record: ApiCallRecord): void;
+  /** A call not made because a cache (the guest config cache) had the answer. */
+  cacheHit?(path: string): void;
 }
 
 export interface ApiCallObserver {
@@ -138,7 +162,7 @@ function sizeError(path: string, what: string, max: number): PveError {
 }
 
 /** The body of an answer, raw at most `max` bytes and decoded at most `max` bytes. */
-async function readCappedBody(res: Dispatcher.ResponseData, path: string, max: number): Promise<Buffer> {
+async function readCappedBody(res: Dispatcher.ResponseData, path: string, max: number, onRaw?: (bytes: number) => void): Promise<Buffer> {
   const declared = Number(res.headers['content-length']);
   if (Number.isFinite(declared) && declared > max) {
     res.body.destroy();
@@ -155,6 +179,7 @@ async function readCappedBody(res: Dispatcher.ResponseData, path: string, max: n
     chunks.push(chunk);
   }
   const raw = Buffer.concat(chunks, total);
+  onRaw?.(total);
   const encoding = String(res.headers['content-encoding'] ?? '').trim().toLowerCase();
   if (encoding !== 'gzip') return raw;
   try {
@@ -343,6 +368,7 @@ export class PveClient {
         signal: new AbortController().signal,
         deadline: this.now() + this.module.timeout * 1000,
         module: ctx.module,
+        trace: ctx.trace,
       };
       const login = this.doLogin(loginCtx).finally(() => {
         this.login = undefined;
@@ -386,6 +412,7 @@ export class PveClient {
   ): Promise<T> {
     this.lastUsed = this.now();
     if (ctx.signal.aborted || ctx.deadline - this.now() <= 0) {
+      ctx.trace?.call({ method, path: pathWithQuery, seconds: 0, error: 'not sent: scrape deadline reached' });
       throw new PveError('deadline', path, 'scrape deadline reached before the request could start');
     }
     const headers: Record<string, string> = { accept: 'application/json', 'accept-encoding': 'gzip' };
@@ -397,7 +424,10 @@ export class PveClient {
     }
     const callTimeoutMs = ctx.callTimeoutMs !== undefined && ctx.callTimeoutMs < this.module.timeout * 1000 ? ctx.callTimeoutMs : undefined;
     const moduleTimeoutMs = callTimeoutMs ?? this.module.timeout * 1000;
-    const limitedByModule = moduleTimeoutMs <= remaining;
+    const sentAt = this.now();
+    const sentMono = performance.now();
+    let armedFor = ctx.deadline;
+    let limitedByModule = moduleTimeoutMs <= remaining;
     // One controller per request, fed by the scrape's signal and by a timer cleared afterwards
     // (no AbortSignal.timeout left behind for the whole module timeout).
     const abort = new AbortController();
@@ -406,15 +436,29 @@ export class PveClient {
       this.abandoned = true;
       abort.abort();
     };
-    const timer = setTimeout(() => {
+    // The scrape deadline may move later while the request runs (a shared collection that a
+    // scrape with a later deadline joined, src/scrape/coalesce.ts): then the timer runs on.
+    const onTimer = () => {
+      if (ctx.deadline > armedFor) {
+        armedFor = ctx.deadline;
+        limitedByModule = moduleTimeoutMs <= armedFor - sentAt;
+        const left = Math.min(moduleTimeoutMs - (performance.now() - sentMono), armedFor - this.now());
+        if (left > 0) {
+          timer = setTimeout(onTimer, left);
+          return;
+        }
+      }
       timedOut = true;
       abandon();
-    }, Math.min(moduleTimeoutMs, remaining));
+    };
+    let timer = setTimeout(onTimer, Math.min(moduleTimeoutMs, remaining));
     ctx.signal.addEventListener('abort', abandon, { once: true });
     const started = performance.now();
     const endpoint = endpointTemplate(path);
     const observe = (outcome: string) =>
       this.opts.onApiCall?.(ctx.module ?? this.module.name, endpoint, (performance.now() - started) / 1000, outcome);
+    const traced = (record: Omit<ApiCallRecord, 'method' | 'path' | 'seconds'>) =>
+      ctx.trace?.call({ method, path: pathWithQuery, seconds: (performance.now() - started) / 1000, ...record });
     const interrupted = (phase: string): PveError | undefined => {
       if (ctx.signal.aborted || (timedOut && !limitedByModule)) return new PveError('deadline', path, `scrape deadline reached ${phase}`);
       if (timedOut && callTimeoutMs !== undefined) return new PveError('timeout', path, `no complete answer within the call timeout of ${callTimeoutMs / 1000}s`);
@@ -423,24 +467,30 @@ export class PveClient {
     };
     let res: Dispatcher.ResponseData;
     let raw: Buffer;
+    let received = 0;
     try {
       try {
         res = await this.pool.request({ method, path: '/api2/json' + pathWithQuery, headers, body: formBody, signal: abort.signal });
       } catch (err) {
         observe('error');
-        throw interrupted('while waiting for PVE') ?? classifyTransportError(err, path);
+        const e = interrupted('while waiting for PVE') ?? classifyTransportError(err, path);
+        traced({ error: e.message });
+        throw e;
       }
       try {
-        raw = await readCappedBody(res, path, this.maxResponseBytes);
+        raw = await readCappedBody(res, path, this.maxResponseBytes, (n) => (received = n));
       } catch (err) {
         observe('error');
-        throw interrupted('while reading the answer') ?? classifyTransportError(err, path);
+        const e = interrupted('while reading the answer') ?? classifyTransportError(err, path);
+        traced({ status: res.statusCode, error: e.message, bytes: received });
+        throw e;
       }
     } finally {
       clearTimeout(timer);
       ctx.signal.removeEventListener('abort', abandon);
     }
     observe(String(res.statusCode));
+    traced({ status: res.statusCode, bytes: received, decodedBytes: raw.length !== received ? raw.length : undefined });
     const reason = `${res.statusCode} ${res.statusText || ''}`.trim();
     if (res.statusCode === 401) {
       if (formBody !== undefined) throw new PveError('auth', path, `login as ${this.module.user} refused: ${reason}`, 401);
