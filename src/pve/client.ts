@@ -167,6 +167,8 @@ interface PoolGeneration {
   abandoned: boolean;
   /** TCP connections of this pool whose TLS handshake has not finished. */
   readonly handshaking: Set<net.Socket>;
+  /** Set when the pool was destroyed under live requests (a second rotation came first). */
+  cutEarly: boolean;
 }
 
 /**
@@ -256,7 +258,7 @@ export class PveClient {
         connect: trackHandshakes(connect, handshaking),
         keepAliveTimeout: 30_000,
       });
-      return { pool, live: 0, abandoned: false, handshaking };
+      return { pool, live: 0, abandoned: false, handshaking, cutEarly: false };
     };
     this.current = this.newGeneration();
   }
@@ -308,7 +310,10 @@ export class PveClient {
   private abandonedOn(gen: PoolGeneration): void {
     gen.abandoned = true;
     if (gen === this.current && this.closing === undefined) {
-      if (this.retiring) destroyGeneration(this.retiring);
+      if (this.retiring) {
+        this.retiring.cutEarly = this.retiring.live > 0;
+        void destroyGeneration(this.retiring);
+      }
       this.retiring = gen;
       this.current = this.newGeneration();
     }
@@ -319,7 +324,7 @@ export class PveClient {
   private dropIfDone(gen: PoolGeneration): void {
     if (!gen.abandoned || gen.live > 0) return;
     if (gen === this.retiring) this.retiring = undefined;
-    if (gen !== this.current || this.closing !== undefined) destroyGeneration(gen);
+    if (gen !== this.current || this.closing !== undefined) void destroyGeneration(gen);
   }
 
   private async authHeaders(ctx: RequestContext): Promise<Record<string, string>> {
@@ -431,6 +436,9 @@ export class PveClient {
     const interrupted = (phase: string): PveError | undefined => {
       if (ctx.signal.aborted || (timedOut && !limitedByModule)) return new PveError('deadline', path, `scrape deadline reached ${phase}`);
       if (timedOut) return new PveError('timeout', path, `no complete answer within the module timeout of ${this.module.timeout}s`);
+      if (gen.cutEarly) {
+        return new PveError('timeout', path, `no answer ${phase} while requests of two later scrapes to this target were abandoned; its connections were closed`);
+      }
       return undefined;
     };
     let res: Dispatcher.ResponseData;
@@ -488,7 +496,7 @@ export class PveClient {
     const gen = this.current;
     const retiring = this.retiring;
     this.retiring = undefined;
-    if (retiring) destroyGeneration(retiring);
+    if (retiring) void destroyGeneration(retiring);
     cutHandshakes(gen);
     this.closing = (gen.abandoned ? gen.pool.destroy() : gen.pool.close()).catch(() => undefined);
     return this.closing;
