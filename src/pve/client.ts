@@ -437,7 +437,7 @@ export class PveClient {
       if (ctx.signal.aborted || (timedOut && !limitedByModule)) return new PveError('deadline', path, `scrape deadline reached ${phase}`);
       if (timedOut) return new PveError('timeout', path, `no complete answer within the module timeout of ${this.module.timeout}s`);
       if (gen.cutEarly) {
-        return new PveError('timeout', path, `no answer ${phase} while requests of two later scrapes to this target were abandoned; its connections were closed`);
+        return new PveError('timeout', path, `connection closed ${phase}: the target left requests of two later scrapes unanswered, so its pool was replaced`);
       }
       return undefined;
     };
