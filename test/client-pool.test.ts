@@ -9,6 +9,7 @@ import { exporterConfig } from '../sim/exporter-config.ts';
 import { parseConfigText, type ModuleConfig } from '../src/config.ts';
 import { PveClient, type RequestContext } from '../src/pve/client.ts';
 import { PveError } from '../src/pve/errors.ts';
+import { get, startExporter } from './helpers/exporter.ts';
 import { startHangingTcp } from './helpers/faulty-pve.ts';
 
 function moduleFromYaml(text: string): ModuleConfig {
@@ -62,6 +63,27 @@ describe('PveClient pools', () => {
       assert.ok(connections <= concurrency, `${connections} connections for ${total} requests (pool ${concurrency}): keep-alive not reused`);
     } finally {
       await client.destroy();
+      await sim.close();
+    }
+  });
+
+  test('warm scrapes through the exporter open no new connections', async () => {
+    const sim = await startSimulator({ scenario: 'default' });
+    const exp = await startExporter(exporterConfig(sim));
+    try {
+      const first = await get(`${exp.url}/pve?target=${sim.host}`);
+      assert.equal(first.status, 200, first.body);
+      const afterFirst = sim.stats().connections;
+      for (let i = 0; i < 20; i++) {
+        const [a, b] = await Promise.all([get(`${exp.url}/pve?target=${sim.host}`), get(`${exp.url}/pve?target=${sim.host}`)]);
+        assert.equal(a.status, 200, a.body);
+        assert.equal(b.status, 200, b.body);
+      }
+      const total = sim.stats().connections;
+      // --pve.concurrency (8) connections at most, all of them reused scrape after scrape.
+      assert.ok(total <= 8, `${total} connections to the target over 41 scrapes (${afterFirst} after the first)`);
+    } finally {
+      await exp.close();
       await sim.close();
     }
   });
