@@ -20,13 +20,14 @@ export const configCollector: ScrapeCollector = {
   name: 'config',
   scope: 'node',
   defaultEnabled: true,
+  origin: 'reference',
   description:
     'The onboot setting of every guest on the answering node (one config call per guest, cached for --pve.config-cache-ttl).',
   endpoints: [
-    { path: '/nodes/{node}/qemu/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid}' },
-    { path: '/nodes/{node}/lxc/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid}' },
-    { path: '/cluster/resources', privilege: 'none (guests filtered by VM.Audit)' },
-    { path: '/cluster/status', privilege: 'Sys.Audit on / (to find the answering node)' },
+    { path: '/nodes/{node}/qemu/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid}', cost: 'guest' },
+    { path: '/nodes/{node}/lxc/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid}', cost: 'guest' },
+    { path: '/cluster/resources', privilege: 'none (guests filtered by VM.Audit)', cost: 'cluster' },
+    { path: '/cluster/status', privilege: 'Sys.Audit on / (to find the answering node)', cost: 'cluster' },
   ],
   families: [ONBOOT],
   async collect(s) {
