@@ -47,6 +47,11 @@ const PENDING_CLOSE_WAIT_MS = 5_000;
 
 const COLLECTORS = SCRAPE_COLLECTORS.filter((c) => c.defaultEnabled).map((c) => c.name);
 
+/** Collectors that need /cluster/resources (directly, or for the guest list of the configs). */
+const NEED_RESOURCES = ['status', 'resources', 'config', 'allocation', 'guest-config'];
+/** Collectors that need a /nodes/... path (per-node endpoints, guest configs). */
+const NEED_NODES_PATHS = ['subscription', 'config', 'replication', 'node-status', 'guest-config', 'zfs', 'disks', 'certificates'];
+
 type Want =
   /** No PVE call succeeded: 500 with the reason in the body. */
   | { readonly status: 500; readonly reason: RegExp }
@@ -136,7 +141,7 @@ const ROWS: Row[] = [
   },
   {
     name: 'body at 1 byte/s (/cluster/resources, password auth)',
-    want: { status: 200, failing: ['status', 'resources', 'config'] },
+    want: { status: 200, failing: NEED_RESOURCES },
     setup: (sim) => frontScene(sim, [{ path: '/cluster/resources', behaviour: { kind: 'slow-body', intervalMs: 1000 } }], passwordModule(sim)),
   },
   {
@@ -191,7 +196,7 @@ const ROWS: Row[] = [
   },
   {
     name: '595 (/nodes/...)',
-    want: { status: 200, failing: ['subscription', 'config', 'replication'] },
+    want: { status: 200, failing: NEED_NODES_PATHS },
     async setup(sim) {
       sim.addFault({ path: /^\/nodes\//, status: 595, reason: 'Connection refused' });
       return { ...simScene(sim, tokenModule(sim)), check: (log) => assertFailureLogged(log, /595 Connection refused/, "PVE's reason") };
@@ -224,7 +229,7 @@ const ROWS: Row[] = [
   },
   {
     name: 'gzip bomb (/cluster/resources: 1 MiB -> 1 GiB)',
-    want: { status: 200, failing: ['status', 'resources', 'config'] },
+    want: { status: 200, failing: NEED_RESOURCES },
     setup: async (sim) =>
       frontScene(sim, [{ path: '/cluster/resources', behaviour: { kind: 'answer', body: await gzipBomb(), gzip: true } }], tokenModule(sim), {
         check: (log) => assertFailureLogged(log, /\/cluster\/resources.*--pve\.max-response-size/, 'the size cap'),
@@ -243,7 +248,7 @@ const ROWS: Row[] = [
   },
   {
     name: '30 MB valid answer (plain) over a 16 MiB --pve.max-response-size',
-    want: { status: 200, failing: ['status', 'resources', 'config'] },
+    want: { status: 200, failing: NEED_RESOURCES },
     async setup(sim) {
       const body = await paddedAnswer(sim, '/cluster/resources', THIRTY_MB);
       const scene = await frontScene(sim, [{ path: '/cluster/resources', behaviour: { kind: 'answer', body } }], tokenModule(sim));
