@@ -4,6 +4,9 @@
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import http from 'node:http';
 import YAML from 'yaml';
 import { startSimulator } from '../sim/index.ts';
@@ -208,6 +211,41 @@ describe('landing page: recent scrapes, modules, configuration', () => {
     assert.equal(outcome.ok, false);
     const html = (await get(`${exp.url}/`)).body;
     assert.match(html, /<span class="failed">last reload failed<\/span> .*\(test\): /);
+  });
+});
+
+describe('landing page scrape config', () => {
+  test('is the quick start layout (cluster scope once, node scope per node) and passes promtool check config', async (t) => {
+    const sim = await startSimulator({ scenario: 'default' });
+    const exp = await startExporter(simModule(sim));
+    try {
+      const html = (await get(`${exp.url}/`)).body;
+      const pre = /<pre>([\s\S]*?)<\/pre>/.exec(html);
+      assert.ok(pre, 'no <pre> with the scrape config');
+      const text = pre[1].replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&amp;/g, '&');
+      const config = YAML.parse(text, { merge: true }) as { scrape_configs: { job_name: string; metrics_path?: string; params?: Record<string, string[]> }[] };
+      const jobs = new Map(config.scrape_configs.map((j) => [j.job_name, j]));
+      assert.deepEqual(jobs.get('pve-cluster')?.params, { module: ['default'], cluster: ['1'], node: ['0'] });
+      assert.deepEqual(jobs.get('pve-node')?.params, { module: ['default'], cluster: ['0'], node: ['1'] });
+      assert.equal(jobs.get('pve-node')?.metrics_path, '/pve');
+      assert.ok(jobs.has('pve-exporter'));
+      if (!hasTool('promtool')) {
+        if (process.env.CI) throw new Error('promtool missing in CI');
+        t.skip('install promtool: apt-get install prometheus');
+        return;
+      }
+      const dir = mkdtempSync(path.join(tmpdir(), 'pve-landing-'));
+      try {
+        writeFileSync(path.join(dir, 'prometheus.yml'), text);
+        const r = spawnSync('promtool', ['check', 'config', path.join(dir, 'prometheus.yml')], { encoding: 'utf8' });
+        assert.equal(r.status, 0, r.stdout + r.stderr);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    } finally {
+      await exp.close();
+      await sim.close();
+    }
   });
 });
 

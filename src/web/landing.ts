@@ -26,22 +26,27 @@ function exporterAddress(host: string | undefined): string {
 }
 
 function scrapeConfig(moduleName: string, address: string): string {
+  // The README's quick start layout: cluster scope once per cluster, node scope on every node
+  // (cluster=1&node=1 on every node repeats each cluster-wide series once per node).
   return `scrape_configs:
-  - job_name: pve
+  - job_name: pve-cluster
     metrics_path: /pve          # not /metrics: that is the exporter's own metrics
-    params:
-      module: [${moduleName}]
-      cluster: ['1']
-      node: ['1']
+    params: { module: [${moduleName}], cluster: ['1'], node: ['0'] }
     static_configs:
-      - targets: [pve1.example.com, pve2.example.com]   # your PVE nodes
-    relabel_configs:
+      - targets: [pve1.example.com]                      # one node of the cluster
+    relabel_configs: &through_exporter
       - source_labels: [__address__]
         target_label: __param_target
       - source_labels: [__param_target]
         target_label: instance
       - target_label: __address__
         replacement: ${address}   # this exporter
+  - job_name: pve-node
+    metrics_path: /pve
+    params: { module: [${moduleName}], cluster: ['0'], node: ['1'] }
+    static_configs:
+      - targets: [pve1.example.com, pve2.example.com]   # every PVE node
+    relabel_configs: *through_exporter
   - job_name: pve-exporter
     static_configs:
       - targets: [${address}]`;
