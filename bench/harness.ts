@@ -1,0 +1,169 @@
+// Shared pieces of the benchmarks: a simulator in this process, the exporter as its own process
+// (node dist/main.js, as in production), and measurements of that process read from /proc
+// (utime + stime are what process.cpuUsage() reports, at the kernel's tick resolution).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Pool } from 'undici';
+import { exporterConfig } from '../sim/exporter-config.ts';
+import { startSimulator, type Simulator } from '../sim/index.ts';
+import { getFreePort, waitForHttp } from '../test/helpers/net.ts';
+
+const MAIN = new URL('../dist/main.js', import.meta.url).pathname;
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on every Linux we run on). */
+const USER_HZ = 100;
+
+export interface BenchSetup {
+  readonly nodes: number;
+  readonly guestsPerNode: number;
+  readonly latencyMs: number;
+  readonly configLatencyMs: number;
+  /** Extra node flags for the exporter process, e.g. ["--cpu-prof", "--cpu-prof-dir=/tmp/p"]. */
+  readonly nodeArgs?: readonly string[];
+}
+
+export interface Running {
+  readonly sim: Simulator;
+  readonly exporter: ChildProcess;
+  readonly base: string;
+  stop(): Promise<void>;
+}
+
+export async function startPair(setup: BenchSetup): Promise<Running> {
+  const sim = await startSimulator({
+    generated: { nodes: setup.nodes, guestsPerNode: setup.guestsPerNode },
+    latencyMs: setup.latencyMs,
+    configLatencyMs: setup.configLatencyMs,
+  });
+  const dir = mkdtempSync(path.join(tmpdir(), 'pve-exporter-bench-'));
+  const configFile = path.join(dir, 'pve.yml');
+  writeFileSync(configFile, exporterConfig(sim));
+  const port = await getFreePort();
+  const exporter = spawn(
+    process.execPath,
+    ['--max-semi-space-size=4', ...(setup.nodeArgs ?? []), MAIN, '--config.file', configFile, '--web.listen-address', `127.0.0.1:${port}`, '--log.level', 'warn'],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  const base = `http://127.0.0.1:${port}`;
+  const exited = new Promise<void>((resolve) => exporter.once('exit', () => resolve()));
+  try {
+    await waitForHttp(`${base}/-/healthy`);
+  } catch (err) {
+    exporter.kill('SIGKILL');
+    await sim.close();
+    throw err;
+  }
+  return {
+    sim,
+    exporter,
+    base,
+    async stop() {
+      exporter.kill('SIGTERM');
+      await exited; // graceful exit: --cpu-prof writes its profile then
+      await sim.close();
+    },
+  };
+}
+
+/** CPU seconds (user + system) the process has used so far. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces) start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / USER_HZ; // utime, stime (fields 14, 15)
+}
+
+/** Resident set size of the process, MB. */
+export function rssMb(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? +(Number(m[1]) / 1024).toFixed(1) : NaN;
+}
+
+export interface ScrapeSample {
+  readonly ms: number;
+  readonly bytes: number;
+  readonly apiCalls: number;
+  readonly configCalls: number;
+  readonly maxCallsPerFixedEndpoint: number;
+}
+
+export async function scrapeOnce(run: Running, query: string): Promise<ScrapeSample> {
+  run.sim.resetStats();
+  const t0 = performance.now();
+  const res = await fetch(`${run.base}/pve?target=127.0.0.1&${query}`, { headers: { 'X-Prometheus-Scrape-Timeout-Seconds': '30' } });
+  const body = await res.text();
+  const ms = performance.now() - t0;
+  if (res.status !== 200) throw new Error(`scrape failed: ${res.status} ${body.slice(0, 200)}`);
+  if (/pve_exporter_collector_success\{collector="[^"]+"\} 0/.test(body)) throw new Error('a collector failed during the benchmark');
+  const stats = run.sim.stats();
+  let configCalls = 0;
+  let maxFixed = 0;
+  for (const [p, n] of stats.calls) {
+    if (/\/config$/.test(p)) configCalls += n;
+    else maxFixed = Math.max(maxFixed, n);
+  }
+  return { ms, bytes: Buffer.byteLength(body), apiCalls: stats.total, configCalls, maxCallsPerFixedEndpoint: maxFixed };
+}
+
+export function pct(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+export const ms1 = (v: number): number => +v.toFixed(1);
+
+/**
+ * The floor of a scrape: what no exporter can avoid. /cluster/resources fetched alone (the
+ * longest PVE answer on the critical path, the others run next to it), read whole the way the
+ * exporter reads it (keep-alive HTTPS, gzip), and writing a body of the scrape's size over HTTP
+ * from a process that holds it ready.
+ */
+export async function measureFloor(run: Running, bodyBytes: number, rounds: number): Promise<{ resources_ms: number; body_ms: number; floor_ms: number }> {
+  const { credentials } = run.sim;
+  // The simulator's own certificate on loopback: the bench checks timing, not TLS.
+  const pool = new Pool(run.sim.url, { connections: 1, connect: { rejectUnauthorized: false } });
+  const headers = {
+    accept: 'application/json',
+    'accept-encoding': 'gzip',
+    authorization: `PVEAPIToken=${credentials.user}!${credentials.tokenName}=${credentials.tokenValue}`,
+  };
+  const resources: number[] = [];
+  try {
+    for (let i = 0; i < rounds + 2; i++) {
+      const t0 = performance.now();
+      const res = await pool.request({ method: 'GET', path: '/api2/json/cluster/resources', headers });
+      await res.body.arrayBuffer();
+      if (res.statusCode !== 200) throw new Error(`/cluster/resources: ${res.statusCode}`);
+      if (i >= 2) resources.push(performance.now() - t0); // the first two open the connection
+    }
+  } finally {
+    await pool.close();
+  }
+  const body = await bodyWriteMs(bodyBytes, rounds);
+  const r = pct(resources, 50);
+  return { resources_ms: ms1(r), body_ms: ms1(body), floor_ms: ms1(r + body) };
+}
+
+/** Median time to GET a ready body of `bytes` from a separate Node process (node:http, res.end). */
+async function bodyWriteMs(bytes: number, rounds: number): Promise<number> {
+  const port = await getFreePort();
+  const script = `const b=Buffer.alloc(${bytes},'a');b[b.length-1]=10;require('http').createServer((q,r)=>{r.setHeader('content-type','text/plain');r.end(b)}).listen(${port},'127.0.0.1')`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+  try {
+    const url = `http://127.0.0.1:${port}/`;
+    await waitForHttp(url);
+    const times: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const t0 = performance.now();
+      const res = await fetch(url);
+      await res.text();
+      times.push(performance.now() - t0);
+    }
+    return pct(times, 50);
+  } finally {
+    child.kill('SIGKILL');
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
