@@ -82,8 +82,10 @@ export class Scraper {
     const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal);
     const deadlineReached = deadline.reached((cause) => new DeadlineReached(cause));
     const lease = this.clients.acquire(req.module, req.target);
-    const session = new PveSession(lease.client, requestContext(deadline, req.module.name));
     const collectors = this.enabledCollectors(req.cluster, req.node);
+    const session = new PveSession(lease.client, requestContext(deadline, req.module.name), {
+      clusterScope: collectors.some((c) => c.scope === 'cluster' && c.endpoints.some((e) => e.path === '/cluster/resources')),
+    });
     const families: MetricFamily[] = [];
     const outcomes: CollectorOutcome[] = [];
     try {

@@ -25,7 +25,9 @@ export const configCollector: ScrapeCollector = {
   endpoints: [
     { path: '/nodes/{node}/qemu/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid}' },
     { path: '/nodes/{node}/lxc/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid}' },
-    { path: '/cluster/resources', privilege: 'none (guests filtered by VM.Audit)' },
+    { path: '/nodes/{node}/qemu', privilege: 'VM.Audit on /vms/{vmid} (other guests are left out); node-scope-only scrapes' },
+    { path: '/nodes/{node}/lxc', privilege: 'VM.Audit on /vms/{vmid} (other guests are left out); node-scope-only scrapes' },
+    { path: '/cluster/resources', privilege: 'none (guests filtered by VM.Audit); instead of the two lists when the cluster scope reads it anyway' },
     { path: '/cluster/status', privilege: 'Sys.Audit on / (to find the answering node)' },
   ],
   families: [ONBOOT],
