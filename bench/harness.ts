@@ -5,12 +5,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Pool } from 'undici';
+import { gunzipSync } from 'node:zlib';
+import { Pool, request } from 'undici';
 import { exporterConfig } from '../sim/exporter-config.ts';
 import { startSimulator, type Simulator } from '../sim/index.ts';
 import { getFreePort, waitForHttp } from '../test/helpers/net.ts';
 
-const MAIN = new URL('../dist/main.js', import.meta.url).pathname;
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on every Linux we run on). */
 const USER_HZ = 100;
 
@@ -21,6 +21,8 @@ export interface BenchSetup {
   readonly configLatencyMs: number;
   /** Extra node flags for the exporter process, e.g. ["--cpu-prof", "--cpu-prof-dir=/tmp/p"]. */
   readonly nodeArgs?: readonly string[];
+  /** The build to run (default: dist/ of this checkout). */
+  readonly dist?: string;
 }
 
 export interface Running {
@@ -38,11 +40,13 @@ export async function startPair(setup: BenchSetup): Promise<Running> {
   });
   const dir = mkdtempSync(path.join(tmpdir(), 'pve-exporter-bench-'));
   const configFile = path.join(dir, 'pve.yml');
-  writeFileSync(configFile, exporterConfig(sim));
+  // An allow-list and mode 0600, so the exporter has no warning to log.
+  writeFileSync(configFile, exporterConfig(sim, 'default', { targets: ['127.0.0.1'] }), { mode: 0o600 });
   const port = await getFreePort();
+  const main = path.resolve(setup.dist ?? new URL('../dist', import.meta.url).pathname, 'main.js');
   const exporter = spawn(
     process.execPath,
-    ['--max-semi-space-size=4', ...(setup.nodeArgs ?? []), MAIN, '--config.file', configFile, '--web.listen-address', `127.0.0.1:${port}`, '--log.level', 'warn'],
+    ['--max-semi-space-size=4', ...(setup.nodeArgs ?? []), main, '--config.file', configFile, '--web.listen-address', `127.0.0.1:${port}`, '--log.level', 'warn'],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   const base = `http://127.0.0.1:${port}`;
@@ -82,19 +86,29 @@ export function rssMb(pid: number): number {
 
 export interface ScrapeSample {
   readonly ms: number;
+  /** The exposition's size. */
   readonly bytes: number;
+  /** What went over the wire (gzip when asked). */
+  readonly wireBytes: number;
   readonly apiCalls: number;
   readonly configCalls: number;
   readonly maxCallsPerFixedEndpoint: number;
 }
 
-export async function scrapeOnce(run: Running, query: string): Promise<ScrapeSample> {
+/**
+ * One scrape as Prometheus makes it (Accept-Encoding: gzip unless `gzip` is false), timed to the
+ * last byte; the body is inflated and checked after the clock stops.
+ */
+export async function scrapeOnce(run: Running, query: string, gzip = true): Promise<ScrapeSample> {
   run.sim.resetStats();
   const t0 = performance.now();
-  const res = await fetch(`${run.base}/pve?target=127.0.0.1&${query}`, { headers: { 'X-Prometheus-Scrape-Timeout-Seconds': '30' } });
-  const body = await res.text();
+  const res = await request(`${run.base}/pve?target=127.0.0.1&${query}`, {
+    headers: { 'x-prometheus-scrape-timeout-seconds': '30', 'accept-encoding': gzip ? 'gzip' : 'identity' },
+  });
+  const raw = Buffer.from(await res.body.arrayBuffer());
   const ms = performance.now() - t0;
-  if (res.status !== 200) throw new Error(`scrape failed: ${res.status} ${body.slice(0, 200)}`);
+  const body = (res.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString('utf8');
+  if (res.statusCode !== 200) throw new Error(`scrape failed: ${res.statusCode} ${body.slice(0, 200)}`);
   if (/pve_exporter_collector_success\{collector="[^"]+"\} 0/.test(body)) throw new Error('a collector failed during the benchmark');
   const stats = run.sim.stats();
   let configCalls = 0;
@@ -103,7 +117,7 @@ export async function scrapeOnce(run: Running, query: string): Promise<ScrapeSam
     if (/\/config$/.test(p)) configCalls += n;
     else maxFixed = Math.max(maxFixed, n);
   }
-  return { ms, bytes: Buffer.byteLength(body), apiCalls: stats.total, configCalls, maxCallsPerFixedEndpoint: maxFixed };
+  return { ms, bytes: Buffer.byteLength(body), wireBytes: raw.length, apiCalls: stats.total, configCalls, maxCallsPerFixedEndpoint: maxFixed };
 }
 
 export function pct(values: readonly number[], p: number): number {
@@ -116,8 +130,8 @@ export const ms1 = (v: number): number => +v.toFixed(1);
 /**
  * The floor of a scrape: what no exporter can avoid. /cluster/resources fetched alone (the
  * longest PVE answer on the critical path, the others run next to it), read whole the way the
- * exporter reads it (keep-alive HTTPS, gzip), and writing a body of the scrape's size over HTTP
- * from a process that holds it ready.
+ * exporter reads it (keep-alive HTTPS, gzip), and sending a body of the scrape's size on the wire
+ * (gzip-compressed when the scrape was) over HTTP from a process that holds it ready.
  */
 export async function measureFloor(run: Running, bodyBytes: number, rounds: number): Promise<{ resources_ms: number; body_ms: number; floor_ms: number }> {
   const { credentials } = run.sim;
@@ -156,8 +170,8 @@ async function bodyWriteMs(bytes: number, rounds: number): Promise<number> {
     const times: number[] = [];
     for (let i = 0; i < rounds; i++) {
       const t0 = performance.now();
-      const res = await fetch(url);
-      await res.text();
+      const res = await request(url);
+      await res.body.arrayBuffer();
       times.push(performance.now() - t0);
     }
     return pct(times, 50);

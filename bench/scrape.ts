@@ -1,5 +1,6 @@
 // Scrape benchmark: the exporter as its own process (node dist/main.js), the simulator in this
 // one. Prints one JSON document. Phases (--phases, comma-separated, default all):
+// Scrapes ask for gzip, as Prometheus does.
 //   latency  8 nodes x 250 guests, 10 ms per call (15 ms per guest config): cold scrape, warm
 //            p50/p95, the floor measured in the same run and the exporter's own share above it
 //   cpu      same cluster at latency 0: CPU per warm scrape, RSS over --rss-scrapes scrapes
@@ -7,7 +8,7 @@
 //   idle     an exporter nobody scrapes: CPU over --idle-seconds
 // The machine these run on is shared: wall times are noisy, CPU seconds less so.
 // Usage: npm run bench -- [--phases latency,cpu] [--warm 200] [--rss-scrapes 1000] [--query cluster=1&node=1]
-//        [--node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"]
+//        [--dist node_modules/.dist-main] [--node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"]
 import { parseArgs } from 'node:util';
 import { cpuSeconds, measureFloor, ms1, pct, rssMb, scrapeOnce, sleep, startPair, type BenchSetup, type Running, type ScrapeSample } from './harness.ts';
 
@@ -22,6 +23,7 @@ const { values } = parseArgs({
     'config-latency-ms': { type: 'string', default: '15' },
     query: { type: 'string', default: 'cluster=1&node=1' },
     'node-args': { type: 'string', default: '' },
+    dist: { type: 'string' },
   },
 });
 const phases = new Set(values.phases.split(',').map((p) => p.trim()));
@@ -33,7 +35,7 @@ const query = values.query;
 const nodeArgs = values['node-args'].split(' ').filter(Boolean);
 
 async function withPair<T>(setup: BenchSetup, body: (run: Running) => Promise<T>): Promise<T> {
-  const run = await startPair({ ...setup, nodeArgs });
+  const run = await startPair({ ...setup, nodeArgs, dist: values.dist });
   try {
     return await body(run);
   } finally {
@@ -41,17 +43,17 @@ async function withPair<T>(setup: BenchSetup, body: (run: Running) => Promise<T>
   }
 }
 
-async function scrapes(run: Running, n: number): Promise<ScrapeSample[]> {
+async function scrapes(run: Running, n: number, gzip = true): Promise<ScrapeSample[]> {
   const out: ScrapeSample[] = [];
-  for (let i = 0; i < n; i++) out.push(await scrapeOnce(run, query));
+  for (let i = 0; i < n; i++) out.push(await scrapeOnce(run, query, gzip));
   return out;
 }
 
 /** Warm p50/p95 and CPU per scrape over n scrapes (after the cold one). */
-async function warmFigures(run: Running, n: number) {
+async function warmFigures(run: Running, n: number, gzip = true) {
   const pid = run.exporter.pid!;
   const cpu0 = cpuSeconds(pid);
-  const warm = await scrapes(run, n);
+  const warm = await scrapes(run, n, gzip);
   const cpu = cpuSeconds(pid) - cpu0;
   const ms = warm.map((w) => w.ms);
   return {
@@ -64,6 +66,7 @@ async function warmFigures(run: Running, n: number) {
       config_calls_total: warm.reduce((a, w) => a + w.configCalls, 0),
       max_calls_per_fixed_endpoint: Math.max(...warm.map((w) => w.maxCallsPerFixedEndpoint)),
       bytes: warm[warm.length - 1]?.bytes,
+      wire_bytes: warm[warm.length - 1]?.wireBytes,
     },
   };
 }
@@ -78,7 +81,7 @@ if (phases.has('latency')) {
   result.latency = await withPair({ nodes: 8, guestsPerNode: 250, latencyMs, configLatencyMs }, async (run) => {
     const cold = await scrapeOnce(run, query);
     const { figures } = await warmFigures(run, warmN);
-    const floor = await measureFloor(run, figures.bytes ?? cold.bytes, 30);
+    const floor = await measureFloor(run, figures.wire_bytes ?? cold.wireBytes, 30);
     return {
       setup: { nodes: 8, guests: 2000, latency_ms: latencyMs, config_latency_ms: configLatencyMs, warm_scrapes: warmN },
       cold: coldFigures(cold),
@@ -94,12 +97,14 @@ if (phases.has('cpu')) {
     const pid = run.exporter.pid!;
     await scrapes(run, 20); // cold + JIT warm-up
     const { figures } = await warmFigures(run, Math.min(200, rssScrapes));
+    // The same without gzip: the exporter's own work, without the compressor's share.
+    const { figures: identity } = await warmFigures(run, Math.min(100, rssScrapes), false);
     const rss: Array<{ after: number; rss_mb: number }> = [];
     for (let i = 1; i <= rssScrapes; i++) {
       await scrapeOnce(run, query);
       if (i === 10 || i % Math.max(1, Math.floor(rssScrapes / 5)) === 0) rss.push({ after: i, rss_mb: rssMb(pid) });
     }
-    return { setup: { nodes: 8, guests: 2000, latency_ms: 0 }, warm: figures, rss_mb: rss };
+    return { setup: { nodes: 8, guests: 2000, latency_ms: 0 }, warm: figures, warm_without_gzip: { p50_ms: identity.p50_ms, cpu_ms_per_scrape: identity.cpu_ms_per_scrape }, rss_mb: rss };
   });
 }
 
