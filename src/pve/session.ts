@@ -219,9 +219,8 @@ export class PveSession {
             const cfg = await this.call(path, asObject<GuestConfig>);
             fetched++;
             this.configFetches++;
-            const onboot = cfg.onboot === undefined ? undefined : Number(cfg.onboot);
-            this.configCache.store(g.type, g.vmid, node, onboot);
-            return { type: g.type, vmid: g.vmid, node, onboot };
+            this.configCache.storeConfig(g.type, g.vmid, node, cfg);
+            return { type: g.type, vmid: g.vmid, node, onboot: cfg.onboot === undefined ? undefined : Number(cfg.onboot) };
           } catch (err) {
             const stale = this.configCache.stale(g.type, g.vmid, node);
             if (stale) return { type: g.type, vmid: g.vmid, node, onboot: stale.onboot };
