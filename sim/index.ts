@@ -111,6 +111,7 @@ function initialState(model: ClusterModel, opts: SimOptions): LiveState {
     offline,
     unreachable: new Set([...model.offlineInData, ...offline]),
     nodeAddresses: opts.loopbackNodes === true ? loopbackAddresses(model.nodes) : new Map(),
+    storageUnavailable: new Map(),
   };
 }
 
@@ -276,6 +277,7 @@ class SimulatorServer {
       clearFaults: () => this.faults.clear(),
       setGuestStatus: (vmid, status) => this.setGuestStatus(vmid, status),
       setNodeOffline: (node, offline) => this.setNodeOffline(node, offline),
+      setStorageAvailable: (storage, available, nodes) => this.setStorageAvailable(storage, available, nodes),
       close: () => this.close(),
     };
   }
@@ -303,6 +305,20 @@ class SimulatorServer {
       this.state.offline.delete(node);
       this.state.unreachable.delete(node);
     }
+    this.api.invalidate();
+  }
+
+  private setStorageAvailable(storage: string, available: boolean, nodes: string[] = this.model.nodes): void {
+    for (const node of nodes) {
+      if (!this.model.nodes.includes(node)) throw new Error(`simulator: no node "${node}" in this cluster`);
+    }
+    const down = this.state.storageUnavailable.get(storage) ?? new Set<string>();
+    for (const node of nodes) {
+      if (available) down.delete(node);
+      else down.add(node);
+    }
+    if (down.size > 0) this.state.storageUnavailable.set(storage, down);
+    else this.state.storageUnavailable.delete(storage);
     this.api.invalidate();
   }
 

@@ -53,6 +53,8 @@ export interface LiveState {
   unreachable: Set<string>;
   /** With loopbackNodes: node -> 127.0.0.x. */
   nodeAddresses: Map<string, string>;
+  /** Storages made unavailable with setStorageAvailable: storage -> nodes. */
+  storageUnavailable: Map<string, Set<string>>;
 }
 
 export function isJsonObject(value: Json | undefined): value is JsonObject {
@@ -65,7 +67,7 @@ export function objectEntries(value: Json | undefined): JsonObject[] {
 
 /** True when nothing was changed at run time, so stored bodies can be served as they are. */
 function hasGuestOrNodeChanges(state: LiveState): boolean {
-  return state.guestStatus.size > 0 || state.offline.size > 0;
+  return state.guestStatus.size > 0 || state.offline.size > 0 || state.storageUnavailable.size > 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,8 +130,10 @@ function viewResourceEntry(entry: JsonObject, state: LiveState): JsonObject {
     case 'lxc':
       if (offline) return unknownGuestEntry(entry);
       return withGuestStatus(entry, 'resource', state);
-    case 'storage':
-      return offline && entry.shared === 0 ? unknownStorageEntry(entry) : entry;
+    case 'storage': {
+      const down = typeof entry.storage === 'string' && node !== undefined && state.storageUnavailable.get(entry.storage)?.has(node) === true;
+      return down || (offline && entry.shared === 0) ? unknownStorageEntry(entry) : entry;
+    }
     default:
       return entry;
   }

@@ -109,5 +109,11 @@ export interface Simulator {
   /** Change a guest's state (running|stopped) everywhere it shows. */
   setGuestStatus(vmid: number, status: 'running' | 'stopped'): void;
   setNodeOffline(node: string, offline: boolean): void;
+  /**
+   * Make a storage unavailable (status "unknown", no usage, as PVE reports an unreachable or
+   * inactive storage) on the given nodes, or on every node when `nodes` is omitted; `true`
+   * restores the stored state.
+   */
+  setStorageAvailable(storage: string, available: boolean, nodes?: string[]): void;
   close(): Promise<void>;
 }

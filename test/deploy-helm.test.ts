@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -381,4 +381,147 @@ test('the chart README documents every top-level value', () => {
   }
   assert.ok(existsSync(path.join(CHART, 'templates/NOTES.txt')));
   assert.match(readme, /npm run tools:helm/);
+});
+
+/** pve.yml from the chart-managed Secret of a render. */
+function renderedPveYml(objects: K8sObject[]): Record<string, Record<string, unknown>> {
+  const secret = only(objects, 'Secret');
+  return parseYaml(Buffer.from(secret.data['pve.yml'], 'base64').toString('utf8')) as Record<string, Record<string, unknown>>;
+}
+
+test('ca from a Secret: mounted read-only and set as ca_file (verify_ssl true) of modules that verify', (t) => {
+  if (!requireHelm(t)) return;
+  const values = ciValues('tls-values.yaml');
+  const objects = render('ci/tls-values.yaml');
+  const pod = only(objects, 'Deployment').spec.template.spec;
+  assert.deepEqual(pod.volumes[1], {
+    name: 'ca',
+    secret: { secretName: 'pve-root-ca', defaultMode: 0o444, items: [{ key: 'pve-root-ca.pem', path: 'ca.pem' }] },
+  });
+  assert.deepEqual(pod.containers[0].volumeMounts[1], { name: 'ca', mountPath: '/etc/pve-exporter/ca', readOnly: true });
+  const pveYml = renderedPveYml(objects);
+  // Verifying modules get the CA; the one that pins with verify_ssl: false is left as written.
+  assert.equal(pveYml['cluster-ca']!.ca_file, '/etc/pve-exporter/ca/ca.pem');
+  assert.equal(pveYml['cluster-ca']!.verify_ssl, true);
+  assert.equal(pveYml['cluster-ca']!.server_name, 'pve.example.com');
+  assert.equal(pveYml['own-list']!.ca_file, '/etc/pve-exporter/ca/ca.pem');
+  assert.equal(pveYml.pinned!.ca_file, undefined);
+  assert.equal(pveYml.pinned!.verify_ssl, false);
+  assert.deepEqual(pveYml.pinned!.fingerprint, values.config.pinned.fingerprint);
+  // A pinning module gets no CA either (the pin replaces chain validation), even with verify_ssl on.
+  const pinnedOn = renderedPveYml(render('ci/tls-values.yaml', { config: { pinned: { verify_ssl: true } } }));
+  assert.equal(pinnedOn.pinned!.ca_file, undefined);
+
+  // The exporter loads that pve.yml as the pod sees it: the CA volume at /etc/pve-exporter/ca.
+  const caDir = mkdtempSync(path.join(scratch, 'ca-'));
+  const gen = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', path.join(caDir, 'ca.key'), '-out', path.join(caDir, 'ca.pem'), '-subj', '/CN=PVE Cluster Manager CA', '-days', '2'], { encoding: 'utf8' });
+  assert.equal(gen.status, 0, gen.stderr);
+  const text = Buffer.from(only(objects, 'Secret').data['pve.yml'], 'base64').toString('utf8').replaceAll('/etc/pve-exporter/ca/', `${caDir}/`);
+  const loaded = parseConfigText(text, 'secret/pve.yml');
+  const clusterCa = loaded.modules.get('cluster-ca')!;
+  assert.equal(clusterCa.caFile, path.join(caDir, 'ca.pem'));
+  assert.equal(clusterCa.verifySsl, true);
+  assert.equal(clusterCa.serverName, 'pve.example.com');
+  assert.equal(clusterCa.targets?.allows(`pve1.${RELEASE}-pve-exporter-hypervisors.${NS}.svc`, 8006), true);
+  assert.equal(clusterCa.targets?.allows('catcher.example.org', 8006), false);
+  assert.equal(loaded.modules.get('pinned')!.fingerprints.length, 2);
+  assert.equal(loaded.modules.get('own-list')!.targets?.allows('pve9.example.com', 8443), true);
+  assert.equal(loaded.modules.get('own-list')!.targets?.allows('pve9.example.com', 8006), false);
+  assert.deepEqual(loaded.warnings, [], 'every module has an allow-list and a usable CA or pin');
+
+  // A module's own ca_file is kept.
+  const own = render('ci/tls-values.yaml', { config: { 'cluster-ca': { ca_file: '/etc/prometheus/other.pem' } } });
+  assert.equal(renderedPveYml(own)['cluster-ca']!.ca_file, '/etc/prometheus/other.pem');
+});
+
+test('ca from a ConfigMap, and not both', (t) => {
+  if (!requireHelm(t)) return;
+  const verifying = { ...ciValues('default-values.yaml').config.default };
+  delete verifying.verify_ssl;
+  const objects = render({ config: { default: verifying }, ca: { configMapName: 'pve-root-ca' } });
+  const pod = only(objects, 'Deployment').spec.template.spec;
+  assert.deepEqual(pod.volumes[1], {
+    name: 'ca',
+    configMap: { name: 'pve-root-ca', defaultMode: 0o444, items: [{ key: 'ca.pem', path: 'ca.pem' }] },
+  });
+  assert.equal(renderedPveYml(objects).default!.ca_file, '/etc/pve-exporter/ca/ca.pem');
+  assert.equal(renderedPveYml(objects).default!.verify_ssl, true);
+  // A module with verify_ssl: false keeps it and gets no ca_file.
+  const off = renderedPveYml(render('ci/default-values.yaml', { ca: { configMapName: 'pve-root-ca' } }));
+  assert.equal(off.default!.ca_file, undefined);
+  assert.equal(off.default!.verify_ssl, false);
+  expectFailure(['ci/default-values.yaml', { ca: { configMapName: 'a', secretName: 'b' } }], /set ca\.secretName or ca\.configMapName, not both/);
+  // Without a CA nothing is mounted.
+  const plain = only(render('ci/default-values.yaml'), 'Deployment').spec.template.spec;
+  assert.equal(plain.volumes.length, 1);
+  assert.equal(plain.containers[0].volumeMounts.length, 1);
+});
+
+test('targets allow-list: own list kept, else allowedTargets, else the hypervisors and the probe hosts', (t) => {
+  if (!requireHelm(t)) return;
+  const values = ciValues('tls-values.yaml');
+  const hyp = `${RELEASE}-pve-exporter-hypervisors`;
+  const fromHypervisors = [`pve1.${hyp}.${NS}.svc`, '192.0.2.11', `pve2.${hyp}.${NS}.svc`, '192.0.2.12'];
+  const pveYml = renderedPveYml(render('ci/tls-values.yaml'));
+  assert.deepEqual(pveYml['own-list']!.targets, values.config['own-list'].targets);
+  assert.deepEqual(pveYml['cluster-ca']!.targets, fromHypervisors);
+  assert.deepEqual(pveYml.pinned!.targets, fromHypervisors);
+
+  // allowedTargets replaces the derived list.
+  const explicit = renderedPveYml(render('ci/tls-values.yaml', { allowedTargets: ['10.0.0.0/24'] }));
+  assert.deepEqual(explicit.pinned!.targets, ['10.0.0.0/24']);
+  assert.deepEqual(explicit['own-list']!.targets, values.config['own-list'].targets);
+
+  // Probe hosts count for the module they scrape, and only for it.
+  const monitoring = renderedPveYml(render('ci/monitoring-values.yaml'));
+  assert.deepEqual(monitoring['cluster-a']!.targets, ['pve-a1.example.com', 'pve-a2.example.com', 'pve-a3.example.com']);
+  assert.deepEqual(monitoring['cluster-b']!.targets, ['pve-b1.example.com']);
+
+  // Nothing to derive from: no targets key, the module stays open (the exporter warns).
+  assert.equal(renderedPveYml(render('ci/default-values.yaml')).default!.targets, undefined);
+});
+
+test('the schema accepts fingerprint lists, server_name and targets, and rejects malformed ones', (t) => {
+  if (!requireHelm(t)) return;
+  const module = ciValues('default-values.yaml').config.default;
+  const fp = ciValues('tls-values.yaml').config.pinned.fingerprint[0];
+  render({ config: { a: { ...module, fingerprint: fp } } });
+  render({ config: { a: { ...module, fingerprint: [fp, fp.replaceAll(':', '')] } } });
+  const cases: [object, RegExp][] = [
+    [{ config: { a: { ...module, fingerprint: [] } } }, /config\.a\.fingerprint/],
+    [{ config: { a: { ...module, fingerprint: 'AA:BB' } } }, /config\.a\.fingerprint/],
+    [{ config: { a: { ...module, server_name: '' } } }, /config\.a\.server_name/],
+    [{ config: { a: { ...module, targets: 'pve1.example.com' } } }, /config\.a\.targets: Invalid type/],
+    [{ config: { a: module }, allowedTargets: ['two words'] }, /allowedTargets\.0: Does not match pattern/],
+    [{ config: { a: module }, ca: { secretName: 'x', key: '' } }, /ca\.key/],
+  ];
+  for (const [values, message] of cases) expectFailure([values], message);
+});
+
+/**
+ * NOTES.txt as helm renders it after an install. `helm template` skips NOTES.txt, so a copy of
+ * the chart feeds the file through `tpl` inside a ConfigMap, with the chart's own helpers.
+ */
+function renderNotes(values: object): string {
+  const copy = path.join(scratch, `chart-notes-${++valuesCount}`);
+  cpSync(CHART, copy, { recursive: true });
+  cpSync(path.join(copy, 'templates/NOTES.txt'), path.join(copy, 'notes-under-test.txt'));
+  writeFileSync(
+    path.join(copy, 'templates/notes-under-test.yaml'),
+    'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-under-test\ndata:\n  notes: {{ tpl (.Files.Get "notes-under-test.txt") . | quote }}\n',
+  );
+  const r = helm(['template', RELEASE, copy, '--namespace', NS, '-f', valuesFile(values), '--show-only', 'templates/notes-under-test.yaml']);
+  assert.equal(r.status, 0, r.stderr);
+  return (parseYaml(r.stdout) as { data: { notes: string } }).data.notes;
+}
+
+test('NOTES warn about modules without an allow-list, and only about those', (t) => {
+  if (!requireHelm(t)) return;
+  const open = renderNotes(ciValues('default-values.yaml'));
+  assert.match(open, /WARNING: module\(s\) default have no targets allow-list/);
+  const closed = renderNotes(ciValues('tls-values.yaml'));
+  assert.doesNotMatch(closed, /WARNING/);
+  const mixed = renderNotes({ config: { ...ciValues('default-values.yaml').config, b: { ...ciValues('default-values.yaml').config.default, targets: ['pve1'] } } });
+  assert.match(mixed, /WARNING: module\(s\) default have no/);
 });

@@ -4,12 +4,13 @@
 // (deploy/prometheus/prometheus.multi-cluster.yml: one module per cluster, per-node targets from
 // /pve/sd). No expression may fail to parse, and each must return data in at least one of a few
 // simulator states: healthy, in trouble (guest stopped, two nodes offline so quorum is lost, a
-// collector failing), PVE refusing the token, and the exporter gone. The few expressions that no
-// simulator state can make non-empty are listed in EMPTY_BY_DESIGN with the reason, and there
-// their underlying query (the same expression without its alert threshold) must return data.
+// collector failing, a storage unavailable), PVE refusing the token, a broken pve.yml reloaded,
+// and the exporter gone. The few expressions that no simulator state can make non-empty are
+// listed in EMPTY_BY_DESIGN with the reason, and there their underlying query (the same expression
+// without its alert threshold) must return data.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startSimulator } from '../sim/index.ts';
@@ -41,10 +42,15 @@ const haveTools = hasTool('promtool') && hasTool('prometheus');
 
 /**
  * Expressions that stay empty in every state the simulator can produce. `strip` is the alert
- * threshold removed (verbatim, exactly once) from the shipped expression to get the underlying
- * query, which must return data: that checks the selectors, joins and labels the alert relies on.
+ * threshold (or thresholds) removed (verbatim, each exactly once) from the shipped expression to
+ * get the underlying query, which must return data: that checks the selectors, joins and labels
+ * the alert relies on.
  */
-const EMPTY_BY_DESIGN: Record<string, { why: string; strip: string }> = {
+interface EmptyByDesign {
+  why: string;
+  strip: string | string[];
+}
+const EMPTY_BY_DESIGN: Record<string, EmptyByDesign> = {
   'alert/PveQDeviceDisconnected': {
     why: 'the QDevice state comes from the stored API example ("Connected"); the simulator cannot disconnect it',
     strip: ' == 0',
@@ -60,6 +66,22 @@ const EMPTY_BY_DESIGN: Record<string, { why: string; strip: string }> = {
   'alert/PveStorageFull': {
     why: 'as for PveStorageAlmostFull',
     strip: ' > 0.95',
+  },
+  'alert/PveNodeHighMemoryUsage': {
+    why: 'the busiest node of the model clusters uses about 43% of its memory; the simulator cannot change it',
+    strip: ' > 0.9',
+  },
+  'alert/PveNodeHighCpuUsage': {
+    why: 'the busiest node of the model clusters is at about 8% CPU; the simulator cannot change it',
+    strip: ' > 0.9',
+  },
+  'alert/PveNodeRootDiskAlmostFull': {
+    why: 'root filesystems are 10-20% full, and `local` lives on each of them, so the storage alerts would speak for them anyway',
+    strip: [' > 0.9', '\n  unless on (cluster, id) cluster_id:pve_node_root_storage:group'],
+  },
+  'alert/PveScrapeNearTimeout': {
+    why: 'scrapes of the simulator take milliseconds; without the extra-scrape-metrics flag the rule assumes a 10 s timeout',
+    strip: ' > 0.8',
   },
 };
 
@@ -134,6 +156,8 @@ interface Stage {
   ready: string[];
 }
 
+
+
 const stages: Stage[] = [
   {
     name: 'healthy',
@@ -154,9 +178,11 @@ const stages: Stage[] = [
       prod!.setNodeOffline('pve2', true);
       prod!.setNodeOffline('pve3', true);
       prod!.addFault({ path: '/nodes/pve1/subscription', status: 403, reason: 'Permission check failed (/nodes/pve1, Sys.Audit)' });
+      prod!.setStorageAvailable('tank', false, ['pve1']);
     },
     ready: [
       'pve_up{cluster="pvec", id="qemu/100"} == 0',
+      'pve_up{cluster="pvec", id="storage/pve1/tank"} == 0',
       'pve_cluster_info{cluster="pvec", quorate="0"}',
       'pve_exporter_collector_success{cluster="pvec", collector="subscription", pve_node="pve1"} == 0',
     ],
@@ -168,6 +194,16 @@ const stages: Stage[] = [
       prod!.addFault({ path: /^\//, status: 401, reason: 'authentication failure' });
     },
     ready: ['up{job="pve-cluster", cluster="pvec"} == 0', 'count_over_time(pve_request_errors_total[10s]) >= 3'],
+  },
+  {
+    // A broken pve.yml, reloaded with SIGHUP: the exporter keeps the old configuration and
+    // reports the failure on /metrics.
+    name: 'config reload fails',
+    enter: () => {
+      writeFileSync(path.join(tmp, 'pve.yml'), 'prod: [this is not a module\n');
+      exporter!.proc.kill('SIGHUP');
+    },
+    ready: ['pve_exporter_config_last_reload_successful == 0'],
   },
   {
     name: 'exporter stopped',
@@ -187,9 +223,13 @@ test('every shipped PromQL expression parses and returns data when the simulator
   // The underlying queries of EMPTY_BY_DESIGN, evaluated in the healthy stage.
   const probes = Object.entries(EMPTY_BY_DESIGN).map(([key, { why, strip }]) => {
     const e = exprs.find((x) => x.key === key)!;
-    const parts = e.raw.split(strip);
-    assert.equal(parts.length, 2, `${key}: "${strip}" must occur exactly once in ${e.raw}`);
-    return { key, why, expr: parts.join('') };
+    let expr = e.raw;
+    for (const s of Array.isArray(strip) ? strip : [strip]) {
+      const parts = expr.split(s);
+      assert.equal(parts.length, 2, `${key}: "${s}" must occur exactly once in ${e.raw}`);
+      expr = parts.join('');
+    }
+    return { key, why, expr };
   });
   const probeResults = new Map<string, Sample[]>();
 
@@ -210,10 +250,11 @@ test('every shipped PromQL expression parses and returns data when the simulator
 
   for (const stage of stages) {
     await stage.enter();
+    const withLogs = (err: Error): never => {
+      throw new Error(`${err.message}\n--- exporter ---\n${exporter!.output().slice(-2000)}\n--- prometheus ---\n${prom!.output().slice(-2000)}`);
+    };
     for (const r of stage.ready) {
-      await waitUntil(`[${stage.name}] ${r}`, async () => (await query(prom!.url, r)).length > 0, 30_000).catch((err: Error) => {
-        throw new Error(`${err.message}\n--- exporter ---\n${exporter!.output().slice(-2000)}\n--- prometheus ---\n${prom!.output().slice(-2000)}`);
-      });
+      await waitUntil(`[${stage.name}] ${r}`, async () => (await query(prom!.url, r)).length > 0, 30_000).catch(withLogs);
     }
     // Let the rules see the new state for a few evaluation rounds.
     await sleep(2500);
@@ -281,6 +322,16 @@ test('every shipped PromQL expression parses and returns data when the simulator
     (healthy.get('alert/PveSubscriptionNotActive') ?? []).filter((s) => s.metric.cluster === 'pvec').map((s) => `${s.metric.id} ${s.metric.status}`),
     ['node/pve3 notfound'],
   );
+  assert.deepEqual(
+    (healthy.get('alert/PveGuestLocked') ?? []).filter((s) => s.metric.cluster === 'pvec').map((s) => `${s.metric.id} ${s.metric.state} ${s.metric.name}`),
+    ['qemu/101 backup db01'],
+  );
+  assert.deepEqual(healthy.get('alert/PveStorageUnavailable'), [], 'PveStorageUnavailable must not fire in the healthy state');
+  // Both `local` storages of each prod node sit on its root filesystem (same size).
+  assert.deepEqual(
+    (healthy.get('record/cluster_id:pve_node_root_storage:group') ?? []).filter((s) => s.metric.cluster === 'pvec').map((s) => `${s.metric.id} ${s.metric.storage}`).sort(),
+    ['node/pve1 local', 'node/pve2 local', 'node/pve3 local'],
+  );
   const names = (healthy.get('alert/PveGuestNotBackedUp') ?? []).filter((s) => s.metric.cluster === 'pvec').map((s) => s.metric.name).sort();
   assert.deepEqual(names, ['build-ct', 'debian12-tmpl', 'old-app', 'win-test'], 'guest names joined into the alert');
 
@@ -311,6 +362,17 @@ test('every shipped PromQL expression parses and returns data when the simulator
   assert.deepEqual(
     notRunning.map((s) => `${s.metric.id} ${s.metric.name} ${s.metric.node}`),
     ['qemu/100 web01 pve1'],
+  );
+  // tank on pve1 is down; the local storages of the offline pve2 and pve3 are PveNodeDown's.
+  assert.deepEqual(
+    (trouble.get('alert/PveStorageUnavailable') ?? []).map((s) => `${s.metric.cluster} ${s.metric.node} ${s.metric.storage}`),
+    ['pvec pve1 tank'],
+  );
+  // A broken pve.yml reloaded: one alert, for the one exporter; none before.
+  assert.deepEqual(healthy.get('alert/PveExporterConfigReloadFailed'), []);
+  assert.deepEqual(
+    (byStage.get('config reload fails')!.get('alert/PveExporterConfigReloadFailed') ?? []).map((s) => s.metric.job),
+    ['pve-exporter'],
   );
   // The other cluster is not affected by the trouble in pvec.
   assert.deepEqual((trouble.get('alert/PveNodeDown') ?? []).filter((s) => s.metric.cluster === 'lab'), []);

@@ -10,6 +10,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { requireTool } from './helpers/tools.ts';
 import {
+  alertAnnotations,
   alertNames,
   alertTestCoverage,
   exampleConfigs,
@@ -17,7 +18,9 @@ import {
   ruleFiles,
   ruleTestFiles,
   rulesDir,
+  repoRoot,
 } from './helpers/prom-expressions.ts';
+import { markdownAnchors } from './helpers/markdown.ts';
 
 const HINT = 'apt-get install prometheus';
 
@@ -123,7 +126,7 @@ test('every alert has a severity, summary, description and runbook', () => {
         const literals = sev.includes('{{') ? [...sev.matchAll(/\}\}([a-z]+)\{\{/g)].map((m) => m[1]) : [sev];
         assert.ok(literals.length > 0, `${rule.alert}: severity ${sev}`);
         for (const s of literals) assert.ok(allowed.has(s), `${rule.alert}: severity ${s}`);
-        for (const a of ['summary', 'description', 'runbook']) {
+        for (const a of ['summary', 'description', 'runbook', 'runbook_url']) {
           assert.ok((rule.annotations?.[a] ?? '').trim().length > 10, `${rule.alert}: annotation ${a} missing`);
         }
         // The description must say which object is affected.
@@ -131,7 +134,7 @@ test('every alert has a severity, summary, description and runbook', () => {
       }
     }
   }
-  assert.ok(alerts >= 14, `only ${alerts} alerts`);
+  assert.ok(alerts >= 21, `only ${alerts} alerts`);
 });
 
 test('the requested alerts exist', () => {
@@ -151,6 +154,14 @@ test('the requested alerts exist', () => {
     'PveQDeviceDisconnected',
     'PveExporterCollectorFailing',
     'PveScrapeFailed',
+    'PveExporterDown',
+    'PveStorageUnavailable',
+    'PveNodeHighMemoryUsage',
+    'PveNodeHighCpuUsage',
+    'PveNodeRootDiskAlmostFull',
+    'PveGuestLocked',
+    'PveScrapeNearTimeout',
+    'PveExporterConfigReloadFailed',
   ]) {
     assert.ok(names.has(a), `${a} missing`);
   }
@@ -201,4 +212,78 @@ test('the promtool unit tests fail when the alerts are broken', (t) => {
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+});
+
+// Where the runbooks live: docs/alerting.md as GitHub renders it (heading anchors).
+const RUNBOOK_BASE = 'https://github.com/pve-exporter/pve-exporter/blob/main/docs/alerting.md#';
+
+test('every alert links its runbook: a section of docs/alerting.md that exists', () => {
+  const doc = readFileSync(path.join(repoRoot, 'docs', 'alerting.md'), 'utf8');
+  const anchors = markdownAnchors(doc);
+  for (const [name, ann] of alertAnnotations()) {
+    const url = ann.runbook_url ?? '';
+    assert.ok(url.startsWith(RUNBOOK_BASE), `${name}: runbook_url ${url} does not point at docs/alerting.md`);
+    const anchor = url.slice(RUNBOOK_BASE.length);
+    assert.ok(anchors.has(anchor), `${name}: docs/alerting.md has no heading with anchor #${anchor}`);
+  }
+});
+
+test('docs/alerting.md lists every alert in its table and gives each a section', () => {
+  const doc = readFileSync(path.join(repoRoot, 'docs', 'alerting.md'), 'utf8');
+  const tableRows = new Set([...doc.matchAll(/^\| \[(Pve\w+)\]\(#[\w-]+\) \|/gm)].map((m) => m[1]));
+  const headings = doc.split('\n').filter((l) => l.startsWith('### ')).join('\n');
+  for (const name of alertNames()) {
+    assert.ok(tableRows.has(name), `${name} is not in the table of docs/alerting.md`);
+    assert.match(headings, new RegExp(`\\b${name}\\b`), `${name} has no section (### heading) in docs/alerting.md`);
+  }
+  for (const name of tableRows) assert.ok(alertNames().includes(name), `docs/alerting.md lists ${name}, which is not a shipped alert`);
+});
+
+test("docs/alerting.md's table gives each alert's severity and `for` as the rules have them", () => {
+  const doc = readFileSync(path.join(repoRoot, 'docs', 'alerting.md'), 'utf8');
+  const rows = new Map([...doc.matchAll(/^\| \[(Pve\w+)\]\(#[\w-]+\) \| ([^|]+) \| ([^|]+) \|/gm)].map((m) => [m[1], { severity: m[2].trim(), for: m[3].trim() }]));
+  for (const file of ruleFiles()) {
+    for (const g of readRuleFile(file).groups) {
+      for (const r of g.rules as { alert?: string; for?: string; labels?: Record<string, string> }[]) {
+        if (!r.alert) continue;
+        const row = rows.get(r.alert);
+        assert.ok(row, `${r.alert} not in the table`);
+        assert.equal(row.for, r.for ?? '0s', `${r.alert}: the table says for ${row.for}, the rule ${r.for}`);
+        const sev = r.labels?.severity ?? '';
+        const literals = sev.includes('{{') ? [...sev.matchAll(/\}\}([a-z]+)\{\{/g)].map((m) => m[1]) : [sev];
+        for (const l of literals) assert.ok(row.severity.includes(l), `${r.alert}: table severity ${row.severity}, rule has ${l}`);
+      }
+    }
+  }
+});
+
+// The runbooks of alerts about the exporter itself must work for whichever way it is deployed:
+// whenever a runbook sends the reader to the exporter's service or log, it does so for systemd,
+// Quadlet, a plain container and Kubernetes alike.
+const DEPLOYMENTS: [string, RegExp][] = [
+  ['systemd', /journalctl -u pve-exporter|systemctl status pve-exporter/],
+  ['Quadlet', /journalctl --user -u pve-exporter|systemctl --user status pve-exporter/],
+  ['container', /(podman|docker) logs [^`]*pve-exporter/],
+  ['Kubernetes', /kubectl .*logs/],
+];
+
+function mentionsExporterService(text: string): boolean {
+  return /pve-exporter(\.service)?`|journalctl[^`]*pve-exporter|podman ps|kubectl/.test(text);
+}
+
+test('exporter runbooks give the commands for systemd, Quadlet, container and Kubernetes', () => {
+  let checked = 0;
+  for (const [name, ann] of alertAnnotations()) {
+    if (!mentionsExporterService(ann.runbook ?? '')) continue;
+    checked++;
+    for (const [dep, re] of DEPLOYMENTS) assert.match(ann.runbook ?? '', re, `${name}: runbook annotation has no ${dep} command`);
+  }
+  const doc = readFileSync(path.join(repoRoot, 'docs', 'alerting.md'), 'utf8');
+  for (const section of doc.split(/^(?=### )/m).slice(1)) {
+    const title = section.split('\n', 1)[0];
+    if (!mentionsExporterService(section)) continue;
+    checked++;
+    for (const [dep, re] of DEPLOYMENTS) assert.match(section, re, `docs/alerting.md "${title}": no ${dep} command`);
+  }
+  assert.ok(checked >= 6, `only ${checked} runbooks about the exporter found`);
 });

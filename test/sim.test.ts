@@ -921,6 +921,28 @@ describe('offline nodes', () => {
   });
 });
 
+describe('storage state', () => {
+  const sim = useSimulator();
+
+  test('setStorageAvailable: unknown without usage on the given nodes (default: all), and back', async () => {
+    const s = sim();
+    const before = await getJson(s, '/cluster/resources');
+    s.setStorageAvailable('cephpool', false);
+    s.setStorageAvailable('tank', false, ['pve1']);
+    const res = byId(await getEntries(s, '/cluster/resources'));
+    for (const id of ['storage/pve1/cephpool', 'storage/pve2/cephpool', 'storage/pve3/cephpool', 'storage/pve1/tank']) {
+      assert.equal(res.get(id)?.status, 'unknown', id);
+      assert.equal(res.get(id)?.disk, undefined, id);
+      assert.equal(res.get(id)?.shared, id.includes('ceph') ? 1 : 0, `${id} keeps its other fields`);
+    }
+    assert.equal(res.get('storage/pve2/tank')?.status, 'available');
+    assert.throws(() => s.setStorageAvailable('tank', false, ['pve9']), /no node "pve9"/);
+    s.setStorageAvailable('cephpool', true);
+    s.setStorageAvailable('tank', true, ['pve1']);
+    assert.deepEqual(await getJson(s, '/cluster/resources'), before);
+  });
+});
+
 describe('guest state', () => {
   const sim = useSimulator();
 

@@ -202,3 +202,13 @@ export function alertTestCoverage(files = ruleTestFiles()): { firing: Set<string
   }
   return { firing, silent };
 }
+
+/** Annotations of every alert in the shipped rule files, by alert name. */
+export function alertAnnotations(files = ruleFiles()): Map<string, Record<string, string>> {
+  const out = new Map<string, Record<string, string>>();
+  for (const file of files) {
+    const doc = YAML.parse(readFileSync(file, 'utf8')) as { groups: { rules: { alert?: string; annotations?: Record<string, string> }[] }[] };
+    for (const g of doc.groups) for (const r of g.rules) if (r.alert) out.set(r.alert, r.annotations ?? {});
+  }
+  return out;
+}

@@ -67,7 +67,64 @@ The rendered pve.yml. Fails early with a message saying what to set.
 {{- if not (or .Values.existingSecret .Values.config) }}
 {{- fail "pve-exporter: no PVE credentials: set `config` (the pve.yml modules) or `existingSecret` (a Secret with key pve.yml)" }}
 {{- end }}
-{{- toYaml .Values.config }}
+{{- $caFile := include "pve-exporter.caFile" . }}
+{{- $modules := dict }}
+{{- range $name, $module := .Values.config }}
+{{- $m := deepCopy $module }}
+{{- /* A fingerprint pin replaces chain validation, so pinned modules get no CA. */}}
+{{- if and $caFile (not (hasKey $m "ca_file")) (not (hasKey $m "fingerprint")) (ne (toString (get $m "verify_ssl")) "false") }}
+{{- $_ := set $m "ca_file" $caFile }}
+{{- $_ := set $m "verify_ssl" true }}
+{{- end }}
+{{- if not (hasKey $m "targets") }}
+{{- $allowed := include "pve-exporter.defaultTargets" (dict "root" $ "module" $name) | fromJsonArray }}
+{{- if $allowed }}
+{{- $_ := set $m "targets" $allowed }}
+{{- end }}
+{{- end }}
+{{- $_ := set $modules $name $m }}
+{{- end }}
+{{- toYaml $modules }}
+{{- end }}
+
+{{/*
+Path of the mounted CA (empty without one).
+*/}}
+{{- define "pve-exporter.caFile" -}}
+{{- if and .Values.ca.secretName .Values.ca.configMapName }}
+{{- fail "pve-exporter: set ca.secretName or ca.configMapName, not both" }}
+{{- end }}
+{{- if or .Values.ca.secretName .Values.ca.configMapName -}}
+/etc/pve-exporter/ca/ca.pem
+{{- end }}
+{{- end }}
+
+{{/*
+Default allow-list of one module (JSON array): allowedTargets, else the hypervisors' Service
+names and addresses plus the hosts of the module's probes.
+*/}}
+{{- define "pve-exporter.defaultTargets" -}}
+{{- $root := .root }}
+{{- $targets := list }}
+{{- if $root.Values.allowedTargets }}
+{{- $targets = $root.Values.allowedTargets }}
+{{- else }}
+{{- if $root.Values.hypervisors.enabled }}
+{{- $svc := include "pve-exporter.hypervisorsName" $root }}
+{{- range $root.Values.hypervisors.nodes }}
+{{- $targets = append $targets (printf "%s.%s.%s.svc" .name $svc $root.Release.Namespace) }}
+{{- $targets = append $targets .ip }}
+{{- end }}
+{{- end }}
+{{- if $root.Values.probes.enabled }}
+{{- range $root.Values.probes.targets }}
+{{- if eq .module $.module }}
+{{- $targets = concat $targets .hosts }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $targets | uniq | toJson }}
 {{- end }}
 
 {{- define "pve-exporter.image" -}}
