@@ -68,6 +68,19 @@ describe('SeriesCache', () => {
     assert.equal(cache.seriesCount, 1);
   });
 
+  test('a family of several chunks: the changed chunk is rendered again, the others reused', () => {
+    const cache = new SeriesCache();
+    const build = (changeAt: number, label: string, value: number, count = 3000) => {
+      const f = new MetricFamily(gauge('pve_up', 'up', ['id', 'name']));
+      for (let i = 0; i < count; i++) f.add2(`qemu/${i}`, i === changeAt ? label : `vm${i}`, i === changeAt ? value : i % 2);
+      return [f];
+    };
+    for (const families of [build(-1, '', 0), build(1500, 'renamed"', 1), build(1500, 'renamed"', 7.5), build(2999, 'last', NaN), build(-1, '', 0, 2500), build(-1, '', 0, 3100)]) {
+      assert.equal(cached(families, 'text', cache), encode(families, 'text'));
+      assert.equal(cache.seriesCount, families[0].values.length);
+    }
+  });
+
   test('two encodes of one cache interleaved (concurrent scrapes) both stay exact', () => {
     const r = rng(3);
     const cache = new SeriesCache();

@@ -3,7 +3,7 @@
 // (see DESIGN.md); each series' label string is built once per scrape, or once for as long as
 // it stays the same with a SeriesCache.
 import type { MetricFamily } from './family.ts';
-import type { SeriesCache } from './series-cache.ts';
+import type { EncodedFamily, SeriesCache } from './series-cache.ts';
 
 export const TEXT_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
@@ -46,24 +46,8 @@ function header(familyName: string, type: string, help: string, format: Format):
   return `# HELP ${familyName} ${escapeHelp(help, format)}\n# TYPE ${familyName} ${type}\n`;
 }
 
-/** `name{a="x",b="y"} ` for the labels of sample i (k = offset of its first label value). */
-function seriesPrefix(sampleName: string, openers: readonly string[], lv: readonly string[], k: number): string {
-  const n = openers.length;
-  if (n === 0) return sampleName + ' ';
-  const parts = [sampleName];
-  for (let j = 0; j < n; j++) parts.push(openers[j], escapeLabelValue(lv[k + j]), '"');
-  parts.push('} ');
-  return parts.join(''); // one flat string: it is kept across scrapes
-}
-
-/** Lines go out in batches of this many strings (about 45 KB): fewer writes, young garbage. */
-const BATCH_PARTS = 2048;
-const ZERO = '0\n';
-const ONE = '1\n';
-
-function valueLine(v: number): string {
-  return v === 0 ? ZERO : v === 1 ? ONE : formatValue(v) + '\n';
-}
+/** Series per chunk of output: about 45 KB, few writes, and the unit the cache reuses. */
+const CHUNK_SERIES = 1024;
 
 /**
  * Encodes families in the order given. In OpenMetrics a counter family is named without
@@ -86,28 +70,44 @@ export function* encodeChunks(families: readonly MetricFamily[], format: Format,
   if (format === 'openmetrics') yield '# EOF\n';
 }
 
+/** The lines of series [from, to) of a family, joined. */
+function renderLines(sampleName: string, openers: readonly string[], lv: readonly string[], values: readonly number[], from: number, to: number): string {
+  const n = openers.length;
+  const lines: string[] = [];
+  for (let i = from, k = from * n; i < to; i++) {
+    let line = sampleName;
+    for (let j = 0; j < n; j++, k++) line += openers[j] + escapeLabelValue(lv[k]) + '"';
+    lines.push(line + (n > 0 ? '} ' : ' ') + formatValue(values[i]) + '\n');
+  }
+  return lines.join('');
+}
+
+function openersOf(labels: readonly string[]): string[] {
+  return labels.map((l, i) => (i === 0 ? '{' : ',') + l + '="');
+}
+
+// Lines are joined in chunks: each line's pieces die young, and the chunk goes out to the
+// response at once (long ropes were promoted and made GC the main cost; a whole 3.6 MB body
+// held as string, UTF-8 buffer and gzip output made the resident memory).
 function* encodeFamily(fam: MetricFamily, format: Format, names: ReadonlySet<string>): Generator<string> {
   const { familyName, type, sampleName } = naming(fam, format, names);
   yield header(familyName, type, fam.spec.help, format);
-  const labels = fam.spec.labels;
-  const n = labels.length;
-  const openers = labels.map((l, i) => (i === 0 ? '{' : ',') + l + '="');
-  const lv = fam.labelValues;
-  const values = fam.values;
-  // Lines are joined in batches: each line's pieces die young, and the batch goes out to the
-  // response at once (long ropes were promoted and made GC the main cost; a whole 3.6 MB body
-  // held as string, UTF-8 buffer and gzip output made the resident memory).
-  let batch: string[] = [];
-  for (let i = 0, k = 0; i < values.length; i++) {
-    let line = sampleName;
-    for (let j = 0; j < n; j++, k++) line += openers[j] + escapeLabelValue(lv[k]) + '"';
-    batch.push(line + (n > 0 ? '} ' : ' ') + formatValue(values[i]) + '\n');
-    if (batch.length === 512) {
-      yield batch.join('');
-      batch = [];
-    }
+  const openers = openersOf(fam.spec.labels);
+  const count = fam.values.length;
+  for (let from = 0; from < count; from += CHUNK_SERIES) {
+    yield renderLines(sampleName, openers, fam.labelValues, fam.values, from, Math.min(count, from + CHUNK_SERIES));
   }
-  if (batch.length > 0) yield batch.join('');
+}
+
+/** Whether series [from, to) are last time's chunk: as many series, same label values and values. */
+function sameSeries(n: number, lv: readonly string[], values: readonly number[], prev: EncodedFamily, from: number, to: number): boolean {
+  // The last chunk of a family that shrank or grew covers other series than this one.
+  if (Math.min(prev.values.length, from + CHUNK_SERIES) !== to) return false;
+  const plv = prev.labelValues;
+  const pv = prev.values;
+  for (let i = from; i < to; i++) if (values[i] !== pv[i]) return false;
+  for (let k = from * n, end = to * n; k < end; k++) if (lv[k] !== plv[k]) return false;
+  return true;
 }
 
 function* encodeFamilyCached(fam: MetricFamily, format: Format, names: ReadonlySet<string>, cache: SeriesCache, round: number): Generator<string> {
@@ -121,42 +121,22 @@ function* encodeFamilyCached(fam: MetricFamily, format: Format, names: ReadonlyS
   }
   yield memo.header;
   const n = labels.length;
-  const openers = labels.map((l, i) => (i === 0 ? '{' : ',') + l + '="');
+  const openers = openersOf(labels);
   const lv = fam.labelValues;
   const values = fam.values;
-  // What the previous encode of this family left; this one builds new arrays (another encode of
-  // the same cache may run between two of our batches and must still see a consistent memo).
+  const count = values.length;
+  // What the previous encode of this family left; this one builds a new memo (another encode of
+  // the same cache may run between two of our chunks and must still see a consistent one).
   const prev = memo.last;
-  const prevLv = prev?.labelValues ?? [];
-  const prevCount = prev ? prev.prefixes.length : 0;
-  const prefixes: string[] = new Array<string>(values.length);
-  const texts: string[] = new Array<string>(values.length);
-  const batch: string[] = [];
-  for (let i = 0, k = 0; i < values.length; i++, k += n) {
-    // The same series at the same place as last time: its labels were escaped and joined then.
-    let same = i < prevCount;
-    for (let j = 0; same && j < n; j++) same = lv[k + j] === prevLv[k + j];
-    const v = values[i];
-    let prefix: string;
-    let text: string;
-    if (same) {
-      prefix = prev!.prefixes[i];
-      // NaN never equals itself: its text is made again, which is right.
-      text = prev!.values[i] === v ? prev!.texts[i] : valueLine(v);
-    } else {
-      prefix = seriesPrefix(sampleName, openers, lv, k);
-      text = valueLine(v);
-    }
-    prefixes[i] = prefix;
-    texts[i] = text;
-    batch.push(prefix, text);
-    if (batch.length >= BATCH_PARTS) {
-      yield batch.join('');
-      batch.length = 0;
-    }
+  const chunks: string[] = [];
+  for (let from = 0, c = 0; from < count; from += CHUNK_SERIES, c++) {
+    const to = Math.min(count, from + CHUNK_SERIES);
+    // A chunk whose series are all as last time (labels and values) is last time's text.
+    const chunk = prev !== undefined && c < prev.chunks.length && sameSeries(n, lv, values, prev, from, to) ? prev.chunks[c] : renderLines(sampleName, openers, lv, values, from, to);
+    chunks.push(chunk);
+    yield chunk;
   }
-  if (batch.length > 0) yield batch.join('');
-  memo.last = { labelValues: lv, values, prefixes, texts };
+  memo.last = { labelValues: lv, values, chunks };
 }
 
 /** The whole exposition as one string (tests, small outputs); the server streams encodeChunks. */
