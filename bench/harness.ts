@@ -23,6 +23,8 @@ export interface BenchSetup {
   readonly nodeArgs?: readonly string[];
   /** The build to run (default: dist/ of this checkout). */
   readonly dist?: string;
+  /** The simulator's answers stay the same scrape after scrape (default: counters drift, as live). */
+  readonly static?: boolean;
 }
 
 export interface Running {
@@ -37,6 +39,7 @@ export async function startPair(setup: BenchSetup): Promise<Running> {
     generated: { nodes: setup.nodes, guestsPerNode: setup.guestsPerNode },
     latencyMs: setup.latencyMs,
     configLatencyMs: setup.configLatencyMs,
+    driftCounters: setup.static !== true,
   });
   const dir = mkdtempSync(path.join(tmpdir(), 'pve-exporter-bench-'));
   const configFile = path.join(dir, 'pve.yml');

@@ -6,9 +6,12 @@
 //   cpu      same cluster at latency 0: CPU per warm scrape, RSS over --rss-scrapes scrapes
 //   scale    200 / 2,000 / 10,000 guests at 10 ms: warm p50, CPU per scrape, RSS
 //   idle     an exporter nobody scrapes: CPU over --idle-seconds
+// The simulator's counters (uptime, network and disk bytes, CPU of running guests) drift between
+// scrapes as a live cluster's do; --static keeps its answers the same (which flatters the encoder
+// cache: then every chunk of output is reused).
 // The machine these run on is shared: wall times are noisy, CPU seconds less so.
 // Usage: npm run bench -- [--phases latency,cpu] [--warm 200] [--rss-scrapes 1000] [--query cluster=1&node=1]
-//        [--dist node_modules/.dist-main] [--node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"]
+//        [--static] [--dist node_modules/.dist-main] [--node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"]
 import { parseArgs } from 'node:util';
 import { cpuSeconds, measureFloor, ms1, pct, rssMb, scrapeOnce, sleep, startPair, type BenchSetup, type Running, type ScrapeSample } from './harness.ts';
 
@@ -24,6 +27,7 @@ const { values } = parseArgs({
     query: { type: 'string', default: 'cluster=1&node=1' },
     'node-args': { type: 'string', default: '' },
     dist: { type: 'string' },
+    static: { type: 'boolean', default: false },
   },
 });
 const phases = new Set(values.phases.split(',').map((p) => p.trim()));
@@ -35,7 +39,7 @@ const query = values.query;
 const nodeArgs = values['node-args'].split(' ').filter(Boolean);
 
 async function withPair<T>(setup: BenchSetup, body: (run: Running) => Promise<T>): Promise<T> {
-  const run = await startPair({ ...setup, nodeArgs, dist: values.dist });
+  const run = await startPair({ ...setup, nodeArgs, dist: values.dist, static: values.static });
   try {
     return await body(run);
   } finally {
@@ -74,7 +78,13 @@ async function warmFigures(run: Running, n: number, gzip = true) {
 const coldFigures = (s: ScrapeSample) => ({ ms: ms1(s.ms), api_calls: s.apiCalls, config_calls: s.configCalls, bytes: s.bytes });
 
 const result: Record<string, unknown> = {
-  setup: { query, node: process.version, note: 'wall times on a shared 2-core machine are noisy; CPU figures are the exporter process only' },
+  setup: {
+    query,
+    node: process.version,
+    dist: values.dist ?? 'dist',
+    counters: values.static ? 'static' : 'drifting',
+    note: 'wall times on a shared 2-core machine are noisy; CPU figures are the exporter process only',
+  },
 };
 
 if (phases.has('latency')) {
