@@ -75,7 +75,7 @@ describe('SeriesCache', () => {
       for (let i = 0; i < count; i++) f.add2(`qemu/${i}`, i === changeAt ? label : `vm${i}`, i === changeAt ? value : i % 2);
       return [f];
     };
-    for (const families of [build(-1, '', 0), build(1500, 'renamed"', 1), build(1500, 'renamed"', 7.5), build(2999, 'last', NaN), build(-1, '', 0, 2500), build(-1, '', 0, 3100)]) {
+    for (const families of [build(-1, '', 0), build(1500, 'renamed"', 1), build(1500, 'renamed"', 7.5), build(1500, 'renamed"', 8), build(1500, 'renamed"', 8), build(1500, 'renamed"', 8), build(2999, 'last', NaN), build(-1, '', 0, 2500), build(-1, '', 0, 3100)]) {
       assert.equal(cached(families, 'text', cache), encode(families, 'text'));
       assert.equal(cache.seriesCount, families[0].values.length);
     }

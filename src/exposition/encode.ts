@@ -128,12 +128,18 @@ function* encodeFamilyCached(fam: MetricFamily, format: Format, names: ReadonlyS
   // What the previous encode of this family left; this one builds a new memo (another encode of
   // the same cache may run between two of our chunks and must still see a consistent one).
   const prev = memo.last;
-  const chunks: string[] = [];
+  const chunks: Array<string | undefined> = [];
   for (let from = 0, c = 0; from < count; from += CHUNK_SERIES, c++) {
     const to = Math.min(count, from + CHUNK_SERIES);
+    const known = prev !== undefined && c < prev.chunks.length;
+    const same = known && sameSeries(n, lv, values, prev!, from, to);
+    const kept = same ? prev!.chunks[c] : undefined;
     // A chunk whose series are all as last time (labels and values) is last time's text.
-    const chunk = prev !== undefined && c < prev.chunks.length && sameSeries(n, lv, values, prev, from, to) ? prev.chunks[c] : renderLines(sampleName, openers, lv, values, from, to);
-    chunks.push(chunk);
+    const chunk = kept ?? renderLines(sampleName, openers, lv, values, from, to);
+    // Text is kept for chunks likely to be the same next time: new ones and unchanged ones. A
+    // chunk that changed (counters, CPU) keeps only its values to compare with: keeping text
+    // that never comes back would be memory and GC for nothing.
+    chunks.push(known && !same ? undefined : chunk);
     yield chunk;
   }
   memo.last = { labelValues: lv, values, chunks };

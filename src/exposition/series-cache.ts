@@ -3,7 +3,8 @@
 // info, one-hot states), but escaping, joining and printing them again was the largest part of a
 // scrape's encoding CPU and garbage (bench/profile-summary.ts). So each family keeps its last
 // label values, values and output text in chunks of a fixed number of series: a chunk whose
-// series all equal last time's, position by position, is last time's text.
+// series all equal last time's, position by position, is last time's text. Only the text of
+// chunks that are new or did not change is kept (a chunk of counters changes every scrape).
 // Kept per series instead (prefix and value text, found by position or in a Map by label values),
 // the cache held ~80,000 strings per 2,000 guests that every major GC had to mark: more GC than
 // the reuse saved, and 40-60 MB more resident memory. When PVE lists resources in another order
@@ -16,8 +17,8 @@ export interface EncodedFamily {
   /** The family's label values (MetricFamily.labelValues, not copied: families are not changed once built). */
   readonly labelValues: readonly string[];
   readonly values: readonly number[];
-  /** The text of series [i * CHUNK_SERIES, (i + 1) * CHUNK_SERIES). */
-  readonly chunks: readonly string[];
+  /** The text of series [i * CHUNK_SERIES, (i + 1) * CHUNK_SERIES), where worth keeping. */
+  readonly chunks: ReadonlyArray<string | undefined>;
 }
 
 /** One family in one format: its HELP/TYPE header and its last encode. */
