@@ -22,18 +22,30 @@ export function renderMetricsDoc(): string {
     '',
     '## Collectors',
     '',
-    '| collector | scope | default | PVE endpoints (privilege) | what |',
-    '|---|---|---|---|---|',
+    'Calls: how many calls of the endpoint one scrape makes: *per cluster* one, *per node* one per node',
+    'covered (a node-scope collector covers the answering node only), *per guest* / *per disk* one per',
+    'guest or disk. A collector with a cache TTL fetches again only when its entry expired (TTL flag',
+    '`--collector.<name>.ttl <seconds>`; 0 fetches every scrape); when a refresh fails, the expired entry',
+    'is served for up to 10 TTLs and counted in `pve_exporter_cache_stale_total` (not after a 401, 403 or',
+    '501). A 403 is logged once, naming the privilege below, and fails only that collector; a 501 of an',
+    'endpoint marked *since* (older PVE releases lack it) is logged once, is not a failure, and is not',
+    'asked again for an hour.',
+    '',
+    '| collector | scope | default | PVE endpoints (privilege; calls) | cache TTL | what |',
+    '|---|---|---|---|---|---|',
   ];
   for (const c of COLLECTORS) {
     const scope = c.kind === 'scrape' ? c.scope : '/metrics';
-    const endpoints = c.kind === 'scrape' ? c.endpoints.map((e) => `\`${e.path}\` (${e.privilege})`).join('<br>') : '-';
-    lines.push(`| \`${c.name}\` | ${scope} | ${c.defaultEnabled ? 'on' : 'off'} | ${endpoints} | ${c.description} |`);
+    const endpoints = c.kind === 'scrape' ? c.endpoints.map((e) => `\`${e.path}\` (${e.privilege}; per ${e.cost}${e.since ? `; since ${e.since}` : ''})`).join('<br>') : '-';
+    const ttl = c.kind === 'scrape' && c.cacheTtl !== undefined ? `${c.cacheTtl} s` : '-';
+    const what = c.kind === 'scrape' && !c.defaultEnabled && c.offReason ? `${c.description} **Off by default:** ${c.offReason}` : c.description;
+    const name = c.kind === 'scrape' && c.origin === 'addition' ? `\`${c.name}\` (*new*)` : `\`${c.name}\``;
+    lines.push(`| ${name} | ${scope} | ${c.defaultEnabled ? 'on' : 'off'} | ${endpoints} | ${ttl} | ${what.replace(/\|/g, '\\|')} |`);
   }
   lines.push('', '## `/pve` families', '', '| name | type | labels | collector | help |', '|---|---|---|---|---|');
   for (const c of COLLECTORS) {
     if (c.kind !== 'scrape') continue;
-    for (const f of c.families) lines.push(row(f, c.name));
+    for (const f of c.families) lines.push(row(f, c.origin === 'addition' ? `${c.name} (*new*)` : c.name));
   }
   lines.push(row(COLLECTOR_SUCCESS, '*new*, every scrape'), row(COLLECTOR_DURATION, '*new*, every scrape'));
   lines.push(

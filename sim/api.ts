@@ -22,6 +22,7 @@ import {
   type JsonObject,
   type LiveState,
 } from './model.ts';
+import { viewMetricsExport } from './node-health.ts';
 import { fillTemplate } from './pve-data.ts';
 
 const gzipAsync = promisify(gzip);
@@ -155,6 +156,8 @@ export class PveApi {
         return viewHaCurrent(body, answering);
       case '/cluster/ha/status/manager_status':
         return viewHaManagerStatus(body, answering);
+      case '/cluster/metrics/export':
+        return viewMetricsExport(body, this.model, this.state);
       case '/nodes/{node}/qemu':
         return viewGuestList(body, 'qemu', this.state);
       case '/nodes/{node}/lxc':

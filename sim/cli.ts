@@ -11,7 +11,8 @@ import type { ScenarioName, SimOptions } from './types.ts';
 const USAGE = `usage: tsx sim/cli.ts [--scenario default|pve8|degraded|standalone] [--host 127.0.0.1] [--port 8006]
   [--generated-nodes N --guests-per-node M [--storages-per-node S] [--replication-jobs-per-node R] [--cluster-name NAME]]
   [--latency-ms MS] [--config-latency-ms MS] [--auth-failure-delay-ms MS] [--ticket-lifetime-sec S]
-  [--offline-node NODE]... [--loopback-nodes]`;
+  [--offline-node NODE]... [--loopback-nodes]
+  [--healthy-nodes] [--degraded-pool NODE]... [--failed-disk NODE]... [--apt-forbidden]`;
 
 function optionsFromArgs(argv: string[]): SimOptions {
   const { values } = parseArgs({
@@ -32,6 +33,10 @@ function optionsFromArgs(argv: string[]): SimOptions {
       'ticket-lifetime-sec': { type: 'string' },
       'offline-node': { type: 'string', multiple: true },
       'loopback-nodes': { type: 'boolean' },
+      'healthy-nodes': { type: 'boolean' },
+      'degraded-pool': { type: 'string', multiple: true },
+      'failed-disk': { type: 'string', multiple: true },
+      'apt-forbidden': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -50,6 +55,14 @@ function optionsFromArgs(argv: string[]): SimOptions {
     offlineNodes: values['offline-node'],
     loopbackNodes: values['loopback-nodes'],
   };
+  if (values['healthy-nodes'] || values['degraded-pool'] || values['failed-disk'] || values['apt-forbidden']) {
+    opts.nodeHealth = {
+      healthy: values['healthy-nodes'],
+      degradedPools: values['degraded-pool'],
+      failedDisks: values['failed-disk'],
+      aptForbidden: values['apt-forbidden'],
+    };
+  }
   const nodes = numberFlag('generated-nodes', values['generated-nodes']);
   if (nodes !== undefined) {
     opts.generated = {

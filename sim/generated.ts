@@ -783,12 +783,23 @@ function healthyDisks(template: Json | undefined): Json {
   return template.map((d) => (typeof d === 'object' && d !== null && !Array.isArray(d) ? { ...d, health: 'PASSED' } : d));
 }
 
+/**
+ * Every generated node boots from a ZFS mirror (rpool, the PVE installer's ZFS layout, sized like
+ * its root filesystem), so the zfs collector has a pool on every node; a zfspool storage adds its
+ * own pool.
+ */
 function zpools(gen: Generated, node: GenNode): JsonObject[] {
+  const rpoolSize = Math.round(node.maxdisk * 1.05);
+  const rpoolAlloc = node.disk;
+  const pools: JsonObject[] = [
+    { name: 'rpool', size: rpoolSize, alloc: rpoolAlloc, free: rpoolSize - rpoolAlloc, frag: 2 + (node.nodeid % 5), dedup: 1, health: 'ONLINE' },
+  ];
   const tank = gen.storages.find((s) => s.plugintype === 'zfspool');
   const usage = tank?.usage.get(node.name);
-  if (tank === undefined || usage === undefined) return [];
+  if (tank === undefined || usage === undefined) return pools;
   const size = Math.round(usage[0] * 1.03);
-  return [{ name: tank.storage, size, alloc: usage[1], free: size - usage[1], frag: 1 + (node.nodeid % 9), dedup: 1, health: 'ONLINE' }];
+  pools.push({ name: tank.storage, size, alloc: usage[1], free: size - usage[1], frag: 1 + (node.nodeid % 9), dedup: 1, health: 'ONLINE' });
+  return pools;
 }
 
 /** The reference certificates name pve1; give each node its own names. */

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { PveApi, notImplemented, type SerializedBody } from './api.ts';
 import { Authenticator, SIM_CREDENTIALS } from './auth.ts';
 import { buildGeneratedModel, MAX_LOOPBACK_NODES } from './generated.ts';
+import { applyNodeHealth, generatedMetricsExport } from './node-health.ts';
 import { ApiError, isJsonObject, type ClusterModel, type GuestStatus, type Json, type JsonObject, type LiveState } from './model.ts';
 import { buildScenarioModel, defaultPveApiDir, loadEndpointFiles, loadLoginCapabilities, SCENARIO_NAMES } from './pve-data.ts';
 import type { FaultRule, ScenarioName, SimOptions, SimStats, Simulator } from './types.ts';
@@ -41,6 +42,8 @@ export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> 
   const files = loadEndpointFiles(dataDir);
   const templates = [...files.keys()];
   const model = opts.generated !== undefined ? buildGeneratedModel(opts.generated, files) : buildScenarioModel(files, settings.scenario);
+  if (opts.generated !== undefined) model.bodies.set('/cluster/metrics/export', generatedMetricsExport(model));
+  applyNodeHealth(model, opts.nodeHealth);
   if (opts.loopbackNodes === true && model.nodes.length > MAX_LOOPBACK_NODES) {
     throw new Error(`simulator: loopbackNodes supports at most ${MAX_LOOPBACK_NODES} nodes (certificate SANs 127.0.0.10..74)`);
   }

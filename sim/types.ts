@@ -35,10 +35,28 @@ export interface FaultRule {
   times?: number;
 }
 
+/**
+ * Node health variants for the node-level endpoints (disks/zfs, disks/list, apt/update), on top
+ * of a scenario or a generated cluster. The model cluster already has pve1's zpool tank DEGRADED
+ * and its /dev/sdc SMART "FAILED!"; generated clusters are healthy unless told otherwise.
+ */
+export interface NodeHealthVariant {
+  /** Every zpool ONLINE and every disk PASSED first (then the lists below apply). */
+  healthy?: boolean;
+  /** Nodes whose zpools report DEGRADED. */
+  degradedPools?: string[];
+  /** Nodes on which one disk (the last HDD) reports SMART "FAILED!". */
+  failedDisks?: string[];
+  /** /nodes/{node}/apt/update answers 403 "Permission check failed (/nodes/<n>, Sys.Modify)", as for a PVEAuditor token. */
+  aptForbidden?: boolean;
+}
+
 export interface SimOptions {
   /** A scenario of reference/compat (default "default"), or a generated cluster. */
   scenario?: ScenarioName;
   generated?: GeneratedCluster;
+  /** Node health variants (zpool DEGRADED, SMART FAILED, 403 on apt, all healthy). */
+  nodeHealth?: NodeHealthVariant;
   /** Listen address (default 127.0.0.1; only loopback is allowed). Port 0 = ephemeral. */
   host?: string;
   port?: number;

@@ -10,6 +10,9 @@ import { ClientCache } from './pve/client.ts';
 import { Scraper } from './scrape.ts';
 import { createRequestHandler, type AppState } from './server.ts';
 import { SeriesCacheStore } from './exposition/series-cache.ts';
+import { loadPushConfig } from './push/config.ts';
+import { PushService } from './push/push-jobs.ts';
+import { PushproxClient } from './push/pushprox.ts';
 import { SelfMetrics } from './self-metrics.ts';
 import { BasicAuthVerifier } from './web/basic-auth.ts';
 import type { Lifecycle, ReloadOutcome } from './web/lifecycle.ts';
@@ -18,6 +21,10 @@ import { ClientCertPolicy, serverOptions } from './web/tls.ts';
 
 export interface App {
   readonly state: AppState;
+  /** Remote write jobs, when --push.config.file is given. */
+  readonly push?: PushService;
+  /** PushProx client, when --pushprox.url is given. */
+  readonly pushprox?: PushproxClient;
   /** e.g. "http://127.0.0.1:9221" */
   readonly url: string;
   readonly port: number;
@@ -43,6 +50,7 @@ export async function startApp(opts: Options, config: LoadedConfig, log: Logger,
     maxResponseBytes: opts.maxResponseBytes,
     maxClients: opts.maxTargets,
     configCacheTtl: opts.configCacheTtl,
+    cacheTtls: opts.collectorTtls,
     onApiCall: self.apiDuration
       ? (module, endpoint, seconds, outcome) => self.apiDuration!.observe({ module, endpoint, status: outcome }, seconds)
       : undefined,
@@ -113,7 +121,12 @@ export async function startApp(opts: Options, config: LoadedConfig, log: Logger,
     }
   }
 
+  // Read before listening: a broken push config stops the start, like a broken pve.yml.
+  const pushConfig = opts.pushConfigFile === undefined ? undefined : loadPushConfig(opts.pushConfigFile, new Set(config.modules.keys()));
+
   const handler = createRequestHandler(state);
+  // The PushProx client hands its requests to the same router as the listener (in memory).
+  const pushprox = opts.pushprox ? new PushproxClient(opts.pushprox, handler, self, log) : undefined;
   let server: http.Server;
   if (setup.tls) {
     const httpsServer = https.createServer(serverOptions(setup.tls), handler);
@@ -135,12 +148,20 @@ export async function startApp(opts: Options, config: LoadedConfig, log: Logger,
   const addr = server.address() as AddressInfo;
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `${setup.tls ? 'https' : 'http'}://${shownHost}:${addr.port}`;
+  const push = pushConfig === undefined ? undefined : new PushService(pushConfig, { clients, self, log, switches: opts.collectors, config: () => state.config });
+  push?.start();
+  pushprox?.start();
+  if (opts.pushprox) log.info({ proxy: opts.pushprox.url, fqdn: opts.pushprox.fqdn, polls: opts.pushprox.polls }, 'pushprox client polling');
+  if (pushConfig) log.info({ url: `${pushConfig.remoteWrite.url.origin}${pushConfig.remoteWrite.url.pathname}`, jobs: pushConfig.jobs.map((j) => j.jobName) }, 'remote write push jobs started');
   app = {
     state,
+    push,
+    pushprox,
     url,
     port: addr.port,
     reload,
     async close() {
+      await Promise.all([push?.close(), pushprox?.close()]);
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

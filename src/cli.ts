@@ -1,5 +1,6 @@
 // Command line -> Options. Collector flags are generated from the registry, so a new collector
 // gets --collector.<name> / --no-collector.<name> by being added to that table.
+import { hostname } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { COLLECTORS, defaultSwitches } from './collectors/registry.ts';
 import { HostPortError, parseHostPort } from './hostport.ts';
@@ -27,9 +28,30 @@ export interface Options {
   maxTargets: number;
   /** Guest config cache TTL in seconds; 0 disables. */
   configCacheTtl: number;
+  /** Per collector with a cache: its TTL in seconds (--collector.<name>.ttl; 0 fetches every scrape). */
+  collectorTtls: Record<string, number>;
   /** Scrape deadline in seconds when the scraper sends no X-Prometheus-Scrape-Timeout-Seconds. */
   defaultTimeout: number;
   logLevel: LogLevel;
+  /** --push.config.file: remote write jobs (docs/push.md). */
+  pushConfigFile?: string;
+  /** PushProx client mode, when --pushprox.url is given. */
+  pushprox?: PushproxOptions;
+}
+
+export interface PushproxOptions {
+  url: string;
+  fqdn: string;
+  /** Polls kept outstanding at once. */
+  polls: number;
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  /** Backoff after a failed poll, seconds. */
+  retryInitialWait: number;
+  retryMaxWait: number;
+  /** A poll without an answer for this long is renewed, seconds; 0 = never. */
+  pollTimeout: number;
 }
 
 function intInRange(name: string, min: number, max: number) {
@@ -96,7 +118,7 @@ export function buildCommand(): Command {
         .argParser(intInRange('--pve.max-targets', 1, 1_000_000)),
     )
     .addOption(
-      new Option('--pve.config-cache-ttl <seconds>', 'how long a guest config (onboot) is reused; 0 fetches every scrape')
+      new Option('--pve.config-cache-ttl <seconds>', 'how long a guest config (onboot, sizing, agent) is reused; 0 fetches every scrape')
         .default(300)
         .argParser(intInRange('--pve.config-cache-ttl', 0, 86400)),
     )
@@ -105,12 +127,51 @@ export function buildCommand(): Command {
         .default(10)
         .argParser(positiveSeconds('--scrape.default-timeout')),
     )
-    .addOption(new Option('--log.level <level>', 'log level').choices([...LOG_LEVELS]).default('info'));
+    .addOption(new Option('--log.level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
+    .addOption(
+      new Option('--push.config.file <path>', 'push config: remote write the collections of push jobs to a receiver (docs/push.md); re-read on restart'),
+    )
+    .addOption(new Option('--pushprox.url <url>', 'PushProx client mode: poll this PushProx proxy and answer its scrape requests (docs/push.md)'))
+    .addOption(new Option('--pushprox.fqdn <name>', 'name to register with the PushProx proxy (Prometheus scrapes http://<name>:<port>/...)').default(hostname(), 'this host\'s name'))
+    .addOption(
+      new Option(
+        '--pushprox.polls <n>',
+        'polls kept outstanding (the poll is renewed as soon as a request arrives, so 1 already keeps a slow scrape from holding up the next; more only with a proxy that holds several polls per client: PushProx\'s answers an older poll with 408 when a newer one comes)',
+      )
+        .default(1)
+        .argParser(intInRange('--pushprox.polls', 1, 32)),
+    )
+    .addOption(new Option('--pushprox.tls.ca-file <path>', 'CA bundle to verify the PushProx proxy against (default: the system CAs)'))
+    .addOption(new Option('--pushprox.tls.cert-file <path>', 'client certificate for the PushProx proxy (with --pushprox.tls.key-file)'))
+    .addOption(new Option('--pushprox.tls.key-file <path>', 'private key of --pushprox.tls.cert-file'))
+    .addOption(
+      new Option('--pushprox.retry.initial-wait <seconds>', 'wait after a failed poll; grows 1.5x per failure up to --pushprox.retry.max-wait')
+        .default(1)
+        .argParser(positiveSeconds('--pushprox.retry.initial-wait')),
+    )
+    .addOption(
+      new Option('--pushprox.retry.max-wait <seconds>', 'longest wait between failed polls')
+        .default(5)
+        .argParser(positiveSeconds('--pushprox.retry.max-wait')),
+    )
+    .addOption(
+      new Option('--pushprox.poll-timeout <seconds>', 'renew a poll that got no scrape request for this long (under the proxy\'s 5 min registration timeout); 0 never')
+        .default(60)
+        .argParser(intInRange('--pushprox.poll-timeout', 0, 3600)),
+    );
   for (const c of COLLECTORS) {
     const where = c.kind === 'scrape' ? `${c.scope} scope` : '/metrics';
     const state = c.defaultEnabled ? 'on' : 'off';
-    cmd.addOption(new Option(`--collector.${c.name}`, `enable the ${c.name} collector (${where}, default: ${state}): ${c.description}`).default(state).hideHelp(false));
+    const why = c.kind === 'scrape' && !c.defaultEnabled && c.offReason ? ` Off by default: ${c.offReason}` : '';
+    cmd.addOption(new Option(`--collector.${c.name}`, `enable the ${c.name} collector (${where}, default: ${state}): ${c.description}${why}`).default(state).hideHelp(false));
     cmd.addOption(new Option(`--no-collector.${c.name}`, `disable the ${c.name} collector`));
+    if (c.kind === 'scrape' && c.cacheTtl !== undefined) {
+      cmd.addOption(
+        new Option(`--collector.${c.name}.ttl <seconds>`, `how long the ${c.name} collector reuses what it fetched (per target; 0 fetches every scrape)`)
+          .default(c.cacheTtl)
+          .argParser(intInRange(`--collector.${c.name}.ttl`, 0, 7 * 86400)),
+      );
+    }
   }
   // A mistyped flag gets the error, commander's "did you mean" and a pointer to --help, not the
   // whole help text (which scrolled the error out of sight).
@@ -128,10 +189,34 @@ export function parseCli(argv: readonly string[]): Options {
     const v = o[`collector.${camel(c.name)}`];
     collectors[c.name] = v === 'on' ? true : v === 'off' ? false : Boolean(v);
   }
+  const collectorTtls: Record<string, number> = {};
+  for (const c of COLLECTORS) {
+    if (c.kind === 'scrape' && c.cacheTtl !== undefined) collectorTtls[c.name] = o[`collector.${camel(c.name)}.ttl`] as number;
+  }
   if (Boolean(o['server.keyfile']) !== Boolean(o['server.certfile'])) {
     cmd.error('error: --server.keyfile and --server.certfile go together');
   }
+  if (Boolean(o['pushprox.tls.certFile']) !== Boolean(o['pushprox.tls.keyFile'])) {
+    cmd.error('error: --pushprox.tls.cert-file and --pushprox.tls.key-file go together');
+  }
+  const pushproxUrl = o['pushprox.url'] as string | undefined;
+  if (pushproxUrl !== undefined && !/^https?:\/\/[^/]/.test(pushproxUrl)) cmd.error(`error: --pushprox.url "${pushproxUrl}" must be an http:// or https:// URL`);
   return {
+    pushConfigFile: o['push.config.file'] as string | undefined,
+    pushprox:
+      pushproxUrl === undefined
+        ? undefined
+        : {
+            url: pushproxUrl,
+            fqdn: String(o['pushprox.fqdn']),
+            polls: o['pushprox.polls'] as number,
+            caFile: o['pushprox.tls.caFile'] as string | undefined,
+            certFile: o['pushprox.tls.certFile'] as string | undefined,
+            keyFile: o['pushprox.tls.keyFile'] as string | undefined,
+            retryInitialWait: o['pushprox.retry.initialWait'] as number,
+            retryMaxWait: o['pushprox.retry.maxWait'] as number,
+            pollTimeout: o['pushprox.pollTimeout'] as number,
+          },
     configFile: String(o['config.file']),
     listenAddress: String(o['web.listenAddress']),
     keyFile: o['server.keyfile'] as string | undefined,
@@ -144,6 +229,7 @@ export function parseCli(argv: readonly string[]): Options {
     maxResponseBytes: o['pve.maxResponseSize'] as number,
     maxTargets: o['pve.maxTargets'] as number,
     configCacheTtl: o['pve.configCacheTtl'] as number,
+    collectorTtls,
     defaultTimeout: o['scrape.defaultTimeout'] as number,
     logLevel: o['log.level'] as LogLevel,
   };

@@ -30,6 +30,7 @@ export function createLogger(level: LogLevel, destination: pino.DestinationStrea
  */
 export class FailureLog {
   private readonly current = new Map<string, string>();
+  private readonly noticed = new Map<string, string>();
   constructor(
     private readonly log: Logger,
     private readonly maxKeys = 10_000,
@@ -40,6 +41,14 @@ export class FailureLog {
     if (this.current.size >= this.maxKeys && !this.current.has(key)) this.current.clear();
     this.current.set(key, message);
     this.log.warn({ ...fields, error: message }, 'collection failed');
+  }
+
+  /** Logs `message` (info) the first time it is seen for `key`: a condition worth knowing, not a failure. */
+  noticeOnce(key: string, fields: Record<string, unknown>, message: string): void {
+    if (this.noticed.get(key) === message) return;
+    if (this.noticed.size >= this.maxKeys && !this.noticed.has(key)) this.noticed.clear();
+    this.noticed.set(key, message);
+    this.log.info({ ...fields, note: message }, 'collector has nothing to collect');
   }
 
   succeeded(key: string, fields: Record<string, unknown>): void {

@@ -11,6 +11,7 @@ import { startApp } from './app.ts';
 import { VERSION } from './version.ts';
 import { describeSecurity, loadWebSetup } from './web/setup.ts';
 import { WebConfigError } from './web/web-config.ts';
+import { loadPushConfig, PushConfigError } from './push/config.ts';
 
 /** --config.check: for Ansible's `validate:` and CI. One line on stdout, or the error and 1. */
 function checkConfig(opts: ReturnType<typeof parseCli>): never {
@@ -18,10 +19,12 @@ function checkConfig(opts: ReturnType<typeof parseCli>): never {
     const config = loadConfig(opts.configFile, process.env);
     const setup = loadWebSetup(opts);
     const web = opts.webConfigFile ? `; web config ${opts.webConfigFile} OK (${describeSecurity(setup)})` : '';
-    process.stdout.write(`pve-exporter: config ${config.source} OK (${config.modules.size} module${config.modules.size === 1 ? '' : 's'})${web}\n`);
+    const pushConfig = opts.pushConfigFile === undefined ? undefined : loadPushConfig(opts.pushConfigFile, new Set(config.modules.keys()));
+    const push = pushConfig ? `; push config ${pushConfig.source} OK (${pushConfig.jobs.length} job${pushConfig.jobs.length === 1 ? '' : 's'})` : '';
+    process.stdout.write(`pve-exporter: config ${config.source} OK (${config.modules.size} module${config.modules.size === 1 ? '' : 's'})${web}${push}\n`);
     process.exit(0);
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof WebConfigError) {
+    if (err instanceof ConfigError || err instanceof WebConfigError || err instanceof PushConfigError) {
       process.stderr.write(`pve-exporter: ${err.message}\n`);
       process.exit(1);
     }

@@ -9,7 +9,7 @@ import { PveSession } from './pve/session.ts';
 import type { ClusterStatusEntry } from './pve/types.ts';
 import { Deadline, type DeadlineCause } from './scrape/deadline.ts';
 import { SCRAPE_COLLECTORS, type CollectorSwitches } from './collectors/registry.ts';
-import { PartialFailure, type ScrapeCollector } from './collectors/types.ts';
+import { PartialFailure, type EndpointUse, type ScrapeCollector } from './collectors/types.ts';
 import type { FailureLog } from './log.ts';
 import type { SelfMetrics } from './self-metrics.ts';
 
@@ -40,6 +40,8 @@ export interface CollectorOutcome {
   readonly ok: boolean;
   readonly seconds: number;
   readonly error?: string;
+  /** Said once per target, not a failure: an endpoint this PVE release does not have (501). */
+  readonly unavailable?: string;
 }
 
 export interface ScrapeResult {
@@ -55,6 +57,8 @@ export interface ScraperOptions {
   readonly switches: CollectorSwitches;
   /** Seconds, used when the scraper sends no timeout header. */
   readonly defaultTimeout: number;
+  /** Clock of the deadlines; the clients' clock must agree (tests inject one for both). */
+  readonly now?: () => number;
 }
 
 class DeadlineReached extends Error {
@@ -79,7 +83,7 @@ export class Scraper {
 
   async scrape(req: ScrapeRequest): Promise<ScrapeResult> {
     const started = performance.now();
-    const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal);
+    const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal, this.opts.now);
     const deadlineReached = deadline.reached((cause) => new DeadlineReached(cause));
     const lease = this.clients.acquire(req.module, req.target);
     const collectors = this.enabledCollectors(req.cluster, req.node);
@@ -105,6 +109,7 @@ export class Scraper {
     this.self.collectionDuration.observe({ module: moduleName }, seconds);
     this.self.targetDuration?.observe({ module: moduleName, target }, seconds);
     if (session.configFetches > 0) this.self.guestConfigFetches.inc({ module: moduleName }, session.configFetches);
+    for (const [collector, n] of session.staleServed) this.self.cacheStale.inc({ module: moduleName, collector }, n);
 
     const apiCalls = session.succeeded + session.failures.length;
     // Nobody to answer: no failure to log or count, the target did nothing wrong.
@@ -123,19 +128,21 @@ export class Scraper {
       duration.add([o.name], o.seconds);
       const key = `${moduleName}|${target}|${o.name}`;
       const fields = { module: moduleName, target, collector: o.name };
+      if (o.unavailable !== undefined) this.failures.noticeOnce(key, fields, o.unavailable);
       if (o.ok) this.failures.succeeded(key, fields);
       else {
         this.self.collectorFailures.inc({ module: moduleName, collector: o.name });
         this.failures.failed(key, fields, o.error ?? 'failed');
       }
     }
-    if (outcomes.length > 0) families.push(success, duration);
-    return { status: 200, families, outcomes, apiCalls };
+    const merged = mergeSameName(families);
+    if (outcomes.length > 0) merged.push(success, duration);
+    return { status: 200, families: merged, outcomes, apiCalls };
   }
 
   /** /cluster/status of one target for /pve/sd: same client cache, same deadline, same hang-up rule. */
   async clusterStatus(req: DiscoveryRequest): Promise<ClusterStatusEntry[]> {
-    const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal);
+    const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal, this.opts.now);
     const lease = this.clients.acquire(req.module, req.target);
     try {
       const session = new PveSession(lease.client, requestContext(deadline, req.module.name));
@@ -152,16 +159,21 @@ export class Scraper {
     deadlineReached: Promise<never>,
   ): Promise<{ families: MetricFamily[]; outcome: CollectorOutcome }> {
     const t0 = performance.now();
-    const done = (ok: boolean, families: MetricFamily[], error?: string) => ({
+    const done = (ok: boolean, families: MetricFamily[], error?: string, unavailable?: string) => ({
       families,
-      outcome: { name: c.name, ok, seconds: (performance.now() - t0) / 1000, error },
+      outcome: { name: c.name, ok, seconds: (performance.now() - t0) / 1000, error, unavailable },
     });
     try {
       const families = await Promise.race([c.collect(session), deadlineReached]);
       return done(true, families);
     } catch (err) {
-      if (err instanceof PartialFailure) return done(false, err.families, describe(err.failure));
-      return done(false, [], describe(err));
+      if (err instanceof PartialFailure) return done(false, err.families, describeFor(c, err.failure));
+      // Not in this PVE release: nothing to collect is not a failure; the log says it once.
+      const since = err instanceof PveError && err.status === 501 ? endpointOf(c, err.path)?.since : undefined;
+      if (since !== undefined && err instanceof PveError) {
+        return done(true, [], undefined, `${err.path} is not available on this PVE version (${err.message}; it needs ${since}); the ${c.name} collector yields no series`);
+      }
+      return done(false, [], describeFor(c, err));
     }
   }
 }
@@ -173,6 +185,75 @@ function requestContext(deadline: Deadline, module: string): RequestContext {
 function describe(err: unknown): string {
   if (err instanceof PveError) return `${err.path}: ${err.message}`;
   return err instanceof Error ? err.message : String(err);
+}
+
+/** describe(), and for a 403 the privilege the registry says the endpoint needs. */
+function describeFor(c: ScrapeCollector, err: unknown): string {
+  const text = describe(err);
+  if (!(err instanceof PveError) || err.status !== 403) return text;
+  const use = endpointOf(c, err.path);
+  return use ? `${text} (privilege for ${use.path}: ${use.privilege})` : text;
+}
+
+/** The registry entry of the endpoint `path` (a concrete API path) of collector `c`. */
+function endpointOf(c: ScrapeCollector, path: string): EndpointUse | undefined {
+  return c.endpoints.find((e) => endpointPattern(e.path).test(path));
+}
+
+const patterns = new Map<string, RegExp>();
+
+/** "/nodes/{node}/disks/list" -> /^\/nodes\/[^/]+\/disks\/list$/ */
+function endpointPattern(template: string): RegExp {
+  let re = patterns.get(template);
+  if (!re) {
+    const source = template
+      .split(/\{[^}]+\}/)
+      .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+      .join('[^/]+');
+    re = new RegExp(`^${source}$`);
+    patterns.set(template, re);
+  }
+  return re;
+}
+
+/**
+ * Two collectors may fill the same family for different objects (node metrics from
+ * /nodes/{node}/status for the answering node and from /cluster/metrics/export for every node):
+ * the exposition gets one family per name, and a series two collectors both produce is kept once
+ * (the collector first in the registry wins).
+ */
+export function mergeSameName(families: MetricFamily[]): MetricFamily[] {
+  const byName = new Map<string, MetricFamily[]>();
+  for (const f of families) {
+    const list = byName.get(f.spec.name);
+    if (list) list.push(f);
+    else byName.set(f.spec.name, [f]);
+  }
+  if (byName.size === families.length) return families;
+  const out: MetricFamily[] = [];
+  for (const list of byName.values()) {
+    if (list.length === 1) {
+      out.push(list[0]);
+      continue;
+    }
+    const first = list[0];
+    const merged = new MetricFamily(first.spec);
+    const n = first.spec.labels.length;
+    const seen = new Set<string>();
+    for (const f of list) {
+      // Families of one name share one spec; a differing label set cannot be merged, keep the first.
+      if (f.spec.labels.join('\0') !== first.spec.labels.join('\0')) continue;
+      for (let i = 0; i < f.values.length; i++) {
+        const labels = f.labelValues.slice(i * n, i * n + n);
+        const key = labels.join('\0');
+        if (seen.has(key)) continue;
+        seen.add(key);
+        merged.add(labels, f.values[i]);
+      }
+    }
+    out.push(merged);
+  }
+  return out;
 }
 
 function deadlineMessage(deadline: Deadline): string {

@@ -20,6 +20,12 @@ export const SELF_FAMILIES = {
     'Guest config calls made to PVE (cache misses of the config collector)',
     ['module'],
   ),
+  cacheStale: spec(
+    'pve_exporter_cache_stale_total',
+    'counter',
+    'Expired cache entries served because their refresh from PVE failed, by module and collector',
+    ['module', 'collector'],
+  ),
   targetRefused: spec(
     'pve_exporter_target_refused_total',
     'counter',
@@ -36,6 +42,24 @@ export const SELF_FAMILIES = {
   buildInfo: spec('pve_exporter_build_info', 'gauge', 'pve-exporter version and the Node.js runtime it runs on', ['version', 'nodejs']),
   apiDuration: spec('pve_scrape_api_duration_seconds', 'histogram', 'Duration of PVE API calls, by module, endpoint and HTTP status', ['module', 'endpoint', 'status']),
   targetDuration: spec('pve_scrape_target_duration_seconds', 'histogram', 'Duration of whole /pve scrapes, by module and target', ['module', 'target']),
+  pushCollections: spec('pve_exporter_push_collections_total', 'counter', 'Collections of push jobs (remote write), by job and outcome (success, failure, skipped: the previous one was still running)', ['job', 'outcome']),
+  pushSamples: spec(
+    'pve_exporter_push_samples_total',
+    'counter',
+    'Samples handled by remote write, by outcome: sent, dropped (queue full while the receiver was unreachable; oldest first), rejected (a 4xx other than 429 from the receiver)',
+    ['outcome'],
+  ),
+  pushRequests: spec('pve_exporter_push_requests_total', 'counter', 'Remote write requests, by HTTP status of the answer ("error" when none came)', ['status']),
+  pushRetries: spec('pve_exporter_push_retries_total', 'counter', 'Remote write requests retried after a 5xx, a 429 or a network error', []),
+  pushQueueSamples: spec('pve_exporter_push_queue_samples', 'gauge', 'Samples waiting to be remote-written (bounded by queue_config.capacity)', []),
+  pushproxPolls: spec('pve_exporter_pushprox_polls_total', 'counter', 'PushProx polls, by outcome (request: a scrape request came back; error: the poll failed)', ['outcome']),
+  pushproxRequests: spec(
+    'pve_exporter_pushprox_requests_total',
+    'counter',
+    'Scrape requests received through PushProx, by outcome (answered, expired: deadline passed before it arrived, invalid: unreadable request)',
+    ['outcome'],
+  ),
+  pushproxPushErrors: spec('pve_exporter_pushprox_push_errors_total', 'counter', 'Answers that could not be posted back to the PushProx proxy', []),
 } as const;
 
 export interface SelfMetricsOptions {
@@ -55,11 +79,20 @@ export class SelfMetrics {
   readonly requestErrors: Counter<'module'>;
   readonly collectorFailures: Counter<'module' | 'collector'>;
   readonly guestConfigFetches: Counter<'module'>;
+  readonly cacheStale: Counter<'module' | 'collector'>;
   readonly targetRefused: Counter<'module'>;
   private readonly reloadSuccess: Gauge;
   private readonly reloadTime: Gauge;
   readonly apiDuration?: Histogram<'module' | 'endpoint' | 'status'>;
   readonly targetDuration?: Histogram<'module' | 'target'>;
+  readonly pushCollections: Counter<'job' | 'outcome'>;
+  readonly pushSamples: Counter<'outcome'>;
+  readonly pushRequests: Counter<'status'>;
+  readonly pushRetries: Counter;
+  readonly pushQueueSamples: Gauge;
+  readonly pushproxPolls: Counter<'outcome'>;
+  readonly pushproxRequests: Counter<'outcome'>;
+  readonly pushproxPushErrors: Counter;
 
   /** Series at 0 for every configured module, so dashboards show 0 rather than no data. */
   initModules(modules: Iterable<string>): void {
@@ -102,6 +135,7 @@ export class SelfMetrics {
       labelNames: ['module'],
       registers: [r],
     });
+    this.cacheStale = new Counter({ name: f.cacheStale.name, help: f.cacheStale.help, labelNames: ['module', 'collector'], registers: [r] });
     this.targetRefused = new Counter({ name: f.targetRefused.name, help: f.targetRefused.help, labelNames: ['module'], registers: [r] });
     this.reloadSuccess = new Gauge({ name: f.configReloadSuccess.name, help: f.configReloadSuccess.help, registers: [r] });
     this.reloadTime = new Gauge({ name: f.configReloadTime.name, help: f.configReloadTime.help, registers: [r] });
@@ -109,6 +143,16 @@ export class SelfMetrics {
       { version: VERSION, nodejs: process.version },
       1,
     );
+    const counter = <L extends string>(s: FamilySpec): Counter<L> =>
+      new Counter<L>({ name: s.name, help: s.help, labelNames: s.labels as L[], registers: [r] });
+    this.pushCollections = counter(f.pushCollections);
+    this.pushSamples = counter(f.pushSamples);
+    this.pushRequests = counter(f.pushRequests);
+    this.pushRetries = counter(f.pushRetries);
+    this.pushQueueSamples = new Gauge({ name: f.pushQueueSamples.name, help: f.pushQueueSamples.help, registers: [r] });
+    this.pushproxPolls = counter(f.pushproxPolls);
+    this.pushproxRequests = counter(f.pushproxRequests);
+    this.pushproxPushErrors = counter(f.pushproxPushErrors);
     if (opts.apiMetrics) {
       this.apiDuration = new Histogram({
         name: f.apiDuration.name,

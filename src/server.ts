@@ -186,12 +186,14 @@ function landingPage(state: AppState): string {
   const modules = [...state.config.modules.keys()];
   const first = encodeURIComponent(modules[0] ?? 'default');
   const moduleItems = modules.map((m) => `<li><code>${escapeHtml(m)}</code></li>`).join('');
-  const collectorRows = COLLECTORS.map(
-    (c) =>
-      `<tr><td><code>${escapeHtml(c.name)}</code></td><td>${c.kind === 'scrape' ? c.scope : '/metrics'}</td><td>${
-        state.switches[c.name] ? 'on' : 'off'
-      }</td><td>${escapeHtml(c.description)}</td></tr>`,
-  ).join('');
+  const collectorRows = COLLECTORS.map((c) => {
+    const endpoints =
+      c.kind === 'scrape' ? c.endpoints.map((e) => `<code>${escapeHtml(e.path)}</code> (${escapeHtml(e.privilege)}; per ${e.cost})`).join('<br>') : '';
+    const why = c.kind === 'scrape' && !state.switches[c.name] && c.offReason ? ` <em>Off by default: ${escapeHtml(c.offReason)}</em>` : '';
+    return `<tr><td><code>${escapeHtml(c.name)}</code></td><td>${c.kind === 'scrape' ? c.scope : '/metrics'}</td><td>${
+      state.switches[c.name] ? 'on' : 'off'
+    }</td><td>${escapeHtml(c.description)}${why}</td><td>${endpoints}</td></tr>`;
+  }).join('');
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>pve-exporter</title>
 <style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}code{background:#eee;padding:0 .2em}td,th{text-align:left;padding:.2em .6em}</style>
@@ -211,7 +213,7 @@ function landingPage(state: AppState): string {
 </ul>
 <p>Access: ${escapeHtml(state.security())}</p>
 <h2>Modules (from ${escapeHtml(state.config.source)})</h2><ul>${moduleItems}</ul>
-<h2>Collectors</h2><table><tr><th>name</th><th>scope</th><th>state</th><th>what</th></tr>${collectorRows}</table>
+<h2>Collectors</h2><table><tr><th>name</th><th>scope</th><th>state</th><th>what</th><th>PVE endpoints (privilege; calls)</th></tr>${collectorRows}</table>
 </body></html>
 `;
 }

@@ -164,13 +164,18 @@ test('replication: values from the job list and info labels', () => {
 test('registry: unique names, documented families, off-by-default self collectors', () => {
   const names = COLLECTORS.map((c) => c.name);
   assert.equal(new Set(names).size, names.length);
+  // The reference's collectors, in the reference's order; this project's additions come after them.
+  const reference = SCRAPE_COLLECTORS.filter((c) => c.origin === 'reference');
   assert.deepEqual(
-    SCRAPE_COLLECTORS.filter((c) => c.scope === 'cluster').map((c) => c.name),
+    reference.filter((c) => c.scope === 'cluster').map((c) => c.name),
     ['status', 'resources', 'node', 'cluster', 'version', 'backup-info', 'qdevice'],
   );
-  assert.deepEqual(SCRAPE_COLLECTORS.filter((c) => c.scope === 'node').map((c) => c.name), ['subscription', 'config', 'replication']);
+  assert.deepEqual(reference.filter((c) => c.scope === 'node').map((c) => c.name), ['subscription', 'config', 'replication']);
+  assert.deepEqual(SCRAPE_COLLECTORS.slice(0, reference.length), reference);
   for (const c of COLLECTORS) {
     assert.ok(c.families.length > 0, c.name);
-    assert.equal(c.defaultEnabled, c.kind === 'scrape', c.name);
+    if (c.kind === 'self') assert.equal(c.defaultEnabled, false, c.name);
+    else if (c.origin === 'reference') assert.equal(c.defaultEnabled, true, c.name);
+    else if (!c.defaultEnabled) assert.ok(c.offReason, `${c.name}: off by default needs a reason for --help`);
   }
 });

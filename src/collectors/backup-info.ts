@@ -18,10 +18,11 @@ export const backupInfoCollector: ScrapeCollector = {
   name: 'backup-info',
   scope: 'cluster',
   defaultEnabled: true,
+  origin: 'reference',
   description: 'Guests that no backup job covers.',
   endpoints: [
-    { path: '/cluster/backup-info/not-backed-up', privilege: 'Sys.Audit on /' },
-    { path: '/cluster/status', privilege: 'Sys.Audit on /' },
+    { path: '/cluster/backup-info/not-backed-up', privilege: 'Sys.Audit on /', cost: 'cluster' },
+    { path: '/cluster/status', privilege: 'Sys.Audit on /', cost: 'cluster' },
   ],
   families: [TOTAL, INFO],
   async collect(s) {

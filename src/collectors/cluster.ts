@@ -22,8 +22,9 @@ export const clusterCollector: ScrapeCollector = {
   name: 'cluster',
   scope: 'cluster',
   defaultEnabled: true,
+  origin: 'reference',
   description: 'Cluster name, member count, quorum and config version (absent on a standalone node).',
-  endpoints: [{ path: '/cluster/status', privilege: 'Sys.Audit on /' }],
+  endpoints: [{ path: '/cluster/status', privilege: 'Sys.Audit on /', cost: 'cluster' }],
   families: [CLUSTER_INFO],
   async collect(s) {
     return buildClusterInfo(await s.clusterStatus());

@@ -20,15 +20,16 @@ export const configCollector: ScrapeCollector = {
   name: 'config',
   scope: 'node',
   defaultEnabled: true,
+  origin: 'reference',
   description:
     'The onboot setting of every guest on the answering node (one config call per guest, cached for --pve.config-cache-ttl).',
   endpoints: [
-    { path: '/nodes/{node}/qemu/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid}' },
-    { path: '/nodes/{node}/lxc/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid}' },
-    { path: '/nodes/{node}/qemu', privilege: 'VM.Audit on /vms/{vmid} (other guests are left out); node-scope-only scrapes' },
-    { path: '/nodes/{node}/lxc', privilege: 'VM.Audit on /vms/{vmid} (other guests are left out); node-scope-only scrapes' },
-    { path: '/cluster/resources', privilege: 'none (guests filtered by VM.Audit); instead of the two lists when the cluster scope reads it anyway' },
-    { path: '/cluster/status', privilege: 'Sys.Audit on / (to find the answering node)' },
+    { path: '/nodes/{node}/qemu/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid}', cost: 'guest' },
+    { path: '/nodes/{node}/lxc/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid}', cost: 'guest' },
+    { path: '/nodes/{node}/qemu', privilege: 'VM.Audit on /vms/{vmid} (other guests are left out); node-scope-only scrapes', cost: 'node' },
+    { path: '/nodes/{node}/lxc', privilege: 'VM.Audit on /vms/{vmid} (other guests are left out); node-scope-only scrapes', cost: 'node' },
+    { path: '/cluster/resources', privilege: 'none (guests filtered by VM.Audit); instead of the two lists when the cluster scope reads it anyway', cost: 'cluster' },
+    { path: '/cluster/status', privilege: 'Sys.Audit on / (to find the answering node)', cost: 'cluster' },
   ],
   families: [ONBOOT],
   async collect(s) {

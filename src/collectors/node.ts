@@ -18,8 +18,9 @@ export const nodeCollector: ScrapeCollector = {
   name: 'node',
   scope: 'cluster',
   defaultEnabled: true,
+  origin: 'reference',
   description: 'One info series per cluster member: node id and subscription level.',
-  endpoints: [{ path: '/cluster/status', privilege: 'Sys.Audit on /' }],
+  endpoints: [{ path: '/cluster/status', privilege: 'Sys.Audit on /', cost: 'cluster' }],
   families: [NODE_INFO],
   async collect(s) {
     return buildNodeInfo(await s.clusterStatus());

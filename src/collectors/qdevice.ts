@@ -28,10 +28,11 @@ export const qdeviceCollector: ScrapeCollector = {
   name: 'qdevice',
   scope: 'cluster',
   defaultEnabled: true,
+  origin: 'reference',
   description: 'Corosync QDevice connection state and settings (no series when none is configured).',
   endpoints: [
-    { path: '/cluster/config/qdevice', privilege: 'Sys.Audit on /' },
-    { path: '/cluster/status', privilege: 'Sys.Audit on /' },
+    { path: '/cluster/config/qdevice', privilege: 'Sys.Audit on /', cost: 'cluster' },
+    { path: '/cluster/status', privilege: 'Sys.Audit on /', cost: 'cluster' },
   ],
   families: [UP, INFO],
   async collect(s) {

@@ -10,6 +10,14 @@ import { resourcesCollector } from './resources.ts';
 import { statusCollector } from './status.ts';
 import { subscriptionCollector } from './subscription.ts';
 import { versionCollector } from './version.ts';
+import { nodeStatusCollector } from './node-status.ts';
+import { nodeMetricsCollector } from './node-metrics.ts';
+import { zfsCollector } from './zfs.ts';
+import { disksCollector } from './disks.ts';
+import { certificatesCollector } from './certificates.ts';
+import { updatesCollector } from './updates.ts';
+import { guestConfigCollector } from './guest-config.ts';
+import { allocationCollector } from './allocation.ts';
 import type { Collector, ScrapeCollector, SelfCollector } from './types.ts';
 import { SELF_FAMILIES } from '../self-metrics.ts';
 
@@ -40,6 +48,16 @@ export const COLLECTORS: readonly Collector[] = [
   subscriptionCollector,
   configCollector,
   replicationCollector,
+  // Additions (issue 9). node-status before node-metrics: where both fill a series of the
+  // answering node, the live /nodes/{node}/status value is kept (scrape.ts mergeSameName).
+  nodeStatusCollector,
+  nodeMetricsCollector,
+  allocationCollector,
+  guestConfigCollector,
+  zfsCollector,
+  disksCollector,
+  certificatesCollector,
+  updatesCollector,
   pveApiMetrics,
   targetMetrics,
 ];

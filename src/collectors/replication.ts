@@ -32,10 +32,11 @@ export const replicationCollector: ScrapeCollector = {
   name: 'replication',
   scope: 'node',
   defaultEnabled: true,
+  origin: 'reference',
   description: 'Storage replication jobs of guests on the answering node: last/next sync, duration, failures.',
   endpoints: [
-    { path: '/nodes/{node}/replication', privilege: 'VM.Audit on /vms/{vmid} (jobs of other guests are left out)' },
-    { path: '/cluster/status', privilege: 'Sys.Audit on / (to find the answering node)' },
+    { path: '/nodes/{node}/replication', privilege: 'VM.Audit on /vms/{vmid} (jobs of other guests are left out)', cost: 'node' },
+    { path: '/cluster/status', privilege: 'Sys.Audit on / (to find the answering node)', cost: 'cluster' },
   ],
   families: [...VALUES.map(([, s]) => s), INFO],
   async collect(s) {

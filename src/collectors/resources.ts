@@ -95,8 +95,9 @@ export const resourcesCollector: ScrapeCollector = {
   name: 'resources',
   scope: 'cluster',
   defaultEnabled: true,
+  origin: 'reference',
   description: 'Usage, limits, I/O counters, HA and lock state and info of every node, guest, storage and pool.',
-  endpoints: [{ path: '/cluster/resources', privilege: 'none (entries filtered by VM.Audit, Datastore.Audit, Pool.Audit, Sys.Audit)' }],
+  endpoints: [{ path: '/cluster/resources', privilege: 'none (entries filtered by VM.Audit, Datastore.Audit, Pool.Audit, Sys.Audit)', cost: 'cluster' }],
   families: [...VALUE_FAMILIES.map(([, spec]) => spec), HA_STATE, LOCK_STATE, GUEST_INFO, STORAGE_INFO],
   async collect(s) {
     return buildResources(await s.resources());

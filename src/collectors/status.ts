@@ -25,10 +25,11 @@ export const statusCollector: ScrapeCollector = {
   name: 'status',
   scope: 'cluster',
   defaultEnabled: true,
+  origin: 'reference',
   description: 'Up/down of the cluster (quorate), nodes (online), guests (running) and storages (available).',
   endpoints: [
-    { path: '/cluster/status', privilege: 'Sys.Audit on /' },
-    { path: '/cluster/resources', privilege: 'none (entries filtered by VM.Audit / Datastore.Audit)' },
+    { path: '/cluster/status', privilege: 'Sys.Audit on /', cost: 'cluster' },
+    { path: '/cluster/resources', privilege: 'none (entries filtered by VM.Audit / Datastore.Audit)', cost: 'cluster' },
   ],
   families: [UP],
   async collect(s) {

@@ -37,10 +37,11 @@ export const subscriptionCollector: ScrapeCollector = {
   name: 'subscription',
   scope: 'node',
   defaultEnabled: true,
+  origin: 'reference',
   description: 'Subscription level, status and next due date of the answering node.',
   endpoints: [
-    { path: '/nodes/{node}/subscription', privilege: 'none; level and next due date need Sys.Audit on /nodes/{node}' },
-    { path: '/cluster/status', privilege: 'Sys.Audit on / (to find the answering node)' },
+    { path: '/nodes/{node}/subscription', privilege: 'none; level and next due date need Sys.Audit on /nodes/{node}', cost: 'node' },
+    { path: '/cluster/status', privilege: 'Sys.Audit on / (to find the answering node)', cost: 'cluster' },
   ],
   families: [INFO, STATUS, NEXT_DUE],
   async collect(s) {

@@ -4,6 +4,27 @@ import type { PveError } from '../pve/errors.ts';
 
 export type Scope = 'cluster' | 'node';
 
+/**
+ * How many calls of an endpoint one scrape costs: 'cluster' one per scrape; 'node' one per node
+ * covered (a node-scope collector covers the answering node only); 'guest' / 'disk' one per guest
+ * or disk (acceptable only behind a TTL cache and the concurrency cap).
+ */
+export type EndpointCost = 'cluster' | 'node' | 'guest' | 'disk';
+
+export interface EndpointUse {
+  /** API path with {placeholders}, e.g. "/nodes/{node}/disks/list". */
+  readonly path: string;
+  /** The PVE privilege it needs, as an operator grants it ("Sys.Audit on /"). Named in 403 logs. */
+  readonly privilege: string;
+  readonly cost: EndpointCost;
+  /**
+   * The PVE release that added the endpoint ("pve-manager 8.2.5"). Older releases answer 501: for
+   * such an endpoint that is no failure but a fact, logged once (and the session does not ask
+   * again for an hour). A 501 of an endpoint without `since` stays a failure (a wrong path, a proxy).
+   */
+  readonly since?: string;
+}
+
 /** A collector that turns PVE API data into metric families for /pve. */
 export interface ScrapeCollector {
   readonly kind: 'scrape';
@@ -11,8 +32,21 @@ export interface ScrapeCollector {
   readonly scope: Scope;
   readonly defaultEnabled: boolean;
   readonly description: string;
-  /** PVE API endpoints read, and the privilege each needs (for the docs). */
-  readonly endpoints: readonly { path: string; privilege: string }[];
+  /**
+   * 'reference': families of prometheus-pve-exporter 3.10 (compared byte for byte by the compat
+   * tests); 'addition': this project's own (absent from the reference output, so the compat
+   * comparison ignores them).
+   */
+  readonly origin: 'reference' | 'addition';
+  /** Why a collector is off by default (shown in --help and the docs); set when defaultEnabled is false. */
+  readonly offReason?: string;
+  /** PVE API endpoints read, the privilege each needs and what each costs per scrape. */
+  readonly endpoints: readonly EndpointUse[];
+  /**
+   * Default TTL in seconds of the collector's cache of slow-changing data (per client, i.e. per
+   * module settings and target); overridden by --collector.<name>.ttl. Absent: nothing cached.
+   */
+  readonly cacheTtl?: number;
   /** Every family it may produce (metrics reference, tests). */
   readonly families: readonly FamilySpec[];
   collect(session: PveSession): Promise<MetricFamily[]>;

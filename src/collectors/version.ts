@@ -18,8 +18,9 @@ export const versionCollector: ScrapeCollector = {
   name: 'version',
   scope: 'cluster',
   defaultEnabled: true,
+  origin: 'reference',
   description: 'The PVE release of the answering node.',
-  endpoints: [{ path: '/version', privilege: 'none (any authenticated user or token)' }],
+  endpoints: [{ path: '/version', privilege: 'none (any authenticated user or token)', cost: 'cluster' }],
   families: [VERSION],
   async collect(s) {
     return buildVersion(await s.version());

@@ -14,6 +14,7 @@ import { PveError, classifyTransportError } from './errors.ts';
 import { GuestConfigCache } from './guest-config-cache.ts';
 import { GuestConfigRefresher } from './guest-config-refresh.ts';
 import type { GuestConfig } from './types.ts';
+import { CacheSet } from './ttl-cache.ts';
 import { buildTlsConnector } from './tls.ts';
 
 const gunzipAsync = promisify(gunzip);
@@ -29,6 +30,9 @@ export const DEFAULT_MAX_CLIENTS = 1000;
 
 /** A client not used for this long is closed (its pool, ticket and caches go with it). */
 export const CLIENT_IDLE_MS = 10 * 60_000;
+
+/** An endpoint that answered 501 (older PVE) is not asked again for this long: an upgrade shows within the hour. */
+export const UNSUPPORTED_RECHECK_MS = 60 * 60_000;
 
 export interface Target {
   /** Host name or IP address (IPv6 without brackets). */
@@ -56,6 +60,8 @@ export interface ClientOptions {
   readonly maxResponseBytes?: number;
   /** Guest config cache TTL, seconds (default 0: no cache). */
   readonly configCacheTtl?: number;
+  /** TTL in seconds per collector cache name (--collector.<name>.ttl); a name not listed is not cached. */
+  readonly cacheTtls?: Readonly<Record<string, number>>;
   readonly onApiCall?: ApiCallObserver;
   readonly now?: () => number;
 }
@@ -105,7 +111,7 @@ export function connectionSettingsDigest(module: ModuleConfig): string {
 }
 
 /** Waits for `work`, but no longer than `signal` allows; `work` itself goes on. */
-function waitWithin<T>(work: Promise<T>, signal: AbortSignal, onAbort: () => Error): Promise<T> {
+export function waitWithin<T>(work: Promise<T>, signal: AbortSignal, onAbort: () => Error): Promise<T> {
   if (signal.aborted) return Promise.reject(onAbort());
   return new Promise<T>((resolve, reject) => {
     const abort = () => reject(onAbort());
@@ -176,6 +182,10 @@ export class PveClient {
   readonly guestConfigs: GuestConfigCache;
   /** Fetches cached guest configs again before they expire, in the background. */
   readonly configRefresh: GuestConfigRefresher;
+  /** The collectors' TTL caches of slow-changing data of this target. */
+  readonly caches: CacheSet;
+  /** API paths that answered 501 (not in this PVE release) -> until when not to ask again (epoch ms). */
+  private readonly unsupported = new Map<string, { until: number; error: PveError }>();
   lastUsed: number;
 
   constructor(
@@ -199,6 +209,7 @@ export class PveClient {
       },
     });
     this.configRefresh.start();
+    this.caches = new CacheSet(opts.cacheTtls ?? {}, this.now);
     // TLS verification (CA, server_name, fingerprint pins): src/pve/tls.ts.
     const connect = buildTlsConnector(module, module.timeout * 1000);
     const connectTracked = this.trackHandshakes(connect);
@@ -248,6 +259,31 @@ export class PveClient {
   async get<T>(path: string, ctx: RequestContext, query?: Record<string, string>): Promise<T> {
     const qs = query ? '?' + new URLSearchParams(query).toString() : '';
     return this.request<T>('GET', path + qs, path, ctx, undefined, true);
+  }
+
+  /**
+   * A context for work shared by several scrapes (a cache fill): the module timeout, not the
+   * deadline of whichever scrape happened to start it.
+   */
+  ownContext(module?: string): RequestContext {
+    return { signal: new AbortController().signal, deadline: this.now() + this.module.timeout * 1000, module };
+  }
+
+  /** The 501 this path answered recently, if the session remembered one: the endpoint is not in this PVE release. */
+  knownUnsupported(path: string): PveError | undefined {
+    const e = this.unsupported.get(path);
+    if (!e) return undefined;
+    if (e.until <= this.now()) {
+      this.unsupported.delete(path);
+      return undefined;
+    }
+    return e.error;
+  }
+
+  /** Remembers a 501 of `path` (bounded: a few endpoints per target exist at all). */
+  rememberUnsupported(path: string, error: PveError): void {
+    if (this.unsupported.size >= 256) this.unsupported.clear();
+    this.unsupported.set(path, { until: this.now() + UNSUPPORTED_RECHECK_MS, error });
   }
 
   /** A scrape starts using this client (ClientCache.acquire). */

@@ -1,6 +1,7 @@
-// Guest configs change rarely but cost one API call per guest: keep what the config collector
-// needs (the onboot key) per guest for a TTL. Expiry is spread over the last fifth of the TTL
+// Guest configs change rarely but cost one API call per guest: keep what the collectors need
+// (GuestConfigFields: onboot, sizing, protection, agent, creation time) per guest for a TTL. Expiry is spread over the last fifth of the TTL
 // per guest, so a cache filled in one cold scrape does not expire in one burst.
+import { guestConfigFields, type GuestConfigFields } from './guest-config.ts';
 import type { GuestConfig, GuestType } from './types.ts';
 
 /** A guest whose cached config should be fetched again soon. */
@@ -12,8 +13,7 @@ export interface DueGuest {
 
 export interface CachedGuestConfig {
   readonly node: string;
-  /** The config's onboot value, or undefined when the key is absent. */
-  readonly onboot: number | undefined;
+  readonly fields: GuestConfigFields;
   readonly expiresAt: number;
 }
 
@@ -49,15 +49,15 @@ export class GuestConfigCache {
     return e && e.node === node ? e : undefined;
   }
 
-  store(type: GuestType, vmid: number, node: string, onboot: number | undefined): void {
+  store(type: GuestType, vmid: number, node: string, fields: GuestConfigFields): void {
     if (this.ttlSeconds <= 0) return;
     const expiresAt = this.now() + this.ttlSeconds * 1000 * spread(vmid);
-    this.entries.set(GuestConfigCache.key(type, vmid), { node, onboot, expiresAt });
+    this.entries.set(GuestConfigCache.key(type, vmid), { node, fields, expiresAt });
   }
 
   /** Keeps what the collectors need of a guest config fetched from PVE. */
   storeConfig(type: GuestType, vmid: number, node: string, cfg: GuestConfig): void {
-    this.store(type, vmid, node, cfg.onboot === undefined ? undefined : Number(cfg.onboot));
+    this.store(type, vmid, node, guestConfigFields(type, cfg));
   }
 
   /** Whether this guest is (still) cached on this node: a refresh that comes back keeps it only then. */

@@ -79,3 +79,79 @@ export interface ReplicationJob {
 export type GuestConfig = Record<string, unknown>;
 
 export type GuestType = 'qemu' | 'lxc';
+
+/** GET /nodes/{node}/status (the fields the node-status collector reads). */
+export interface NodeStatus {
+  /** Load average 1/5/15 min, as strings ("0.87"). */
+  loadavg?: (string | number)[];
+  /** iowait share 0..1. */
+  wait?: number;
+  kversion?: string;
+  'current-kernel'?: { release?: string; [key: string]: unknown };
+  cpuinfo?: { model?: string; cpus?: number; sockets?: number; cores?: number; [key: string]: unknown };
+  /** available: PVE 9.0+. */
+  memory?: { total?: number; used?: number; free?: number; available?: number };
+  swap?: { total?: number; used?: number; free?: number };
+  ksm?: { shared?: number };
+  rootfs?: { total?: number; used?: number; free?: number; avail?: number };
+  /** "pve-manager/9.1.1/42db4a6cf33dac83" */
+  pveversion?: string;
+  [key: string]: unknown;
+}
+
+/** One sample of GET /cluster/metrics/export (body {"data": {"data": [...]}}). */
+export interface MetricsExportEntry {
+  /** "node/<node>", "qemu/<vmid>", "lxc/<vmid>", "storage/<node>/<storage>" */
+  id: string;
+  metric: string;
+  value: number;
+  timestamp: number;
+  type?: string;
+}
+
+/** One entry of GET /nodes/{node}/disks/zfs. */
+export interface ZfsPool {
+  name: string;
+  size?: number;
+  alloc?: number;
+  free?: number;
+  /** Percent. */
+  frag?: number;
+  dedup?: number;
+  health?: string;
+  [key: string]: unknown;
+}
+
+/** One entry of GET /nodes/{node}/disks/list. */
+export interface DiskInfo {
+  devpath: string;
+  size?: number;
+  model?: string;
+  serial?: string;
+  type?: string;
+  /** "PASSED", "OK", "FAILED!", "UNKNOWN", ... */
+  health?: string;
+  /** Remaining life in percent (SSD/NVMe) or "N/A". */
+  wearout?: number | string;
+  [key: string]: unknown;
+}
+
+/** One entry of GET /nodes/{node}/certificates/info. */
+export interface CertificateInfo {
+  filename?: string;
+  fingerprint?: string;
+  subject?: string;
+  issuer?: string;
+  notbefore?: number;
+  notafter?: number;
+  [key: string]: unknown;
+}
+
+/** One entry of GET /nodes/{node}/apt/update. */
+export interface AptUpdate {
+  Package: string;
+  Version?: string;
+  OldVersion?: string;
+  Origin?: string;
+  [key: string]: unknown;
+}

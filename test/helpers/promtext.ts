@@ -89,7 +89,12 @@ function sameNumber(a: number, b: number): boolean {
  * Differences between an expected and an actual exposition, as readable lines. Families whose
  * names match `ignore` in `actual` (e.g. our own pve_exporter_*) are left out.
  */
-export function diffExpositions(expected: Exposition, actual: Exposition, ignore: RegExp = /^pve_exporter_/): string[] {
+export function diffExpositions(
+  expected: Exposition,
+  actual: Exposition,
+  ignore: RegExp | ((name: string) => boolean) = /^pve_exporter_/,
+): string[] {
+  const ignored = typeof ignore === 'function' ? ignore : (name: string) => ignore.test(name);
   const diffs: string[] = [];
   for (const [name, exp] of expected) {
     const act = actual.get(name);
@@ -107,7 +112,7 @@ export function diffExpositions(expected: Exposition, actual: Exposition, ignore
     for (const key of act.samples.keys()) if (!exp.samples.has(key)) diffs.push(`unexpected series ${key}`);
   }
   for (const name of actual.keys()) {
-    if (!expected.has(name) && !ignore.test(name)) diffs.push(`unexpected family ${name}`);
+    if (!expected.has(name) && !ignored(name)) diffs.push(`unexpected family ${name}`);
   }
   return diffs;
 }

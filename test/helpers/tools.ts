@@ -17,7 +17,7 @@ export interface ToolInfo {
 
 export const TOOLS = {
   promtool: { install: 'apt-get install prometheus', usedBy: 'test/prom-*.test.ts, test/promtool-metrics.test.ts, test/deploy-ansible.test.ts' },
-  prometheus: { install: 'apt-get install prometheus', usedBy: 'test/prom-e2e.test.ts, test/prom-expressions.test.ts' },
+  prometheus: { install: 'apt-get install prometheus', usedBy: 'test/prom-e2e.test.ts, test/prom-expressions.test.ts, test/push-*.test.ts' },
   'ansible-playbook': { install: 'apt-get install ansible', usedBy: 'test/deploy-ansible.test.ts' },
   'ansible-lint': { install: 'apt-get install ansible-lint', usedBy: 'test/deploy-ansible.test.ts' },
   helm: {
