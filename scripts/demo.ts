@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { exporterConfig } from '../sim/exporter-config.ts';
+import { SIM_VARIANTS, isSimVariant } from '../sim/backup-and-agent.ts';
 import { MAX_LOOPBACK_NODES } from '../sim/generated.ts';
 import { startSimulator } from '../sim/index.ts';
 import { SCENARIO_NAMES } from '../sim/pve-data.ts';
@@ -27,6 +28,7 @@ Starts the Proxmox VE API simulator and the exporter on loopback and prints the 
   --scenario NAME        a reference scenario: ${SCENARIO_NAMES.join(', ')} (default: default)
   --nodes N              a generated cluster of N nodes (1..${MAX_LOOPBACK_NODES}) instead of a scenario
   --guests-per-node M    guests on each generated node (default: 50)
+  --variant NAME         a data variant, repeatable: ${SIM_VARIANTS.join(', ')}
   --port PORT            the exporter's port on 127.0.0.1 (default: ${DEFAULT_PORT}, or a free one if
                          that is taken; 0: any free port)
   -h, --help             show this text
@@ -63,6 +65,7 @@ function parseDemoArgs(argv: string[]): DemoOptions | 'help' {
         nodes: { type: 'string' },
         'guests-per-node': { type: 'string' },
         port: { type: 'string' },
+        variant: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -71,14 +74,19 @@ function parseDemoArgs(argv: string[]): DemoOptions | 'help' {
   }
   if (values.help === true) return 'help';
   const port = values.port === undefined ? undefined : integerFlag('port', values.port, 0, 65535);
+  const variants = (values.variant ?? []).map((v) => {
+    if (!isSimVariant(v)) throw new UsageError(`--variant: unknown variant "${v}" (one of: ${SIM_VARIANTS.join(', ')})`);
+    return v;
+  });
+  const withVariants = variants.length > 0 ? ` with ${variants.join(', ')}` : '';
   if (values.nodes !== undefined) {
     if (values.scenario !== undefined) throw new UsageError('--scenario and --nodes exclude each other');
     const nodes = integerFlag('nodes', values.nodes, 1, MAX_LOOPBACK_NODES);
     const guestsPerNode = integerFlag('guests-per-node', values['guests-per-node'] ?? '50', 0, 10_000);
     return {
-      sim: { generated: { nodes, guestsPerNode }, latencyMs: 2, loopbackNodes: true },
+      sim: { generated: { nodes, guestsPerNode }, latencyMs: 2, loopbackNodes: true, variants },
       port,
-      what: `${nodes} generated nodes, ${guestsPerNode} guests each`,
+      what: `${nodes} generated nodes, ${guestsPerNode} guests each${withVariants}`,
     };
   }
   if (values['guests-per-node'] !== undefined) throw new UsageError('--guests-per-node needs --nodes');
@@ -86,7 +94,7 @@ function parseDemoArgs(argv: string[]): DemoOptions | 'help' {
   if (!(SCENARIO_NAMES as readonly string[]).includes(scenario)) {
     throw new UsageError(`--scenario: unknown scenario "${scenario}" (one of: ${SCENARIO_NAMES.join(', ')})`);
   }
-  return { sim: { scenario: scenario as ScenarioName, latencyMs: 2, loopbackNodes: true }, port, what: `scenario ${scenario}` };
+  return { sim: { scenario: scenario as ScenarioName, latencyMs: 2, loopbackNodes: true, variants }, port, what: `scenario ${scenario}${withVariants}` };
 }
 
 /** The exporter on `port`; when the default port is taken, on any free one instead. */
@@ -94,7 +102,8 @@ async function startExporter(configFile: string, port: number | undefined): Prom
   const config = loadConfigFile(configFile);
   const log = createLogger('info');
   const start = (p: number): Promise<App> =>
-    startApp(parseCli(['node', 'demo', '--config.file', configFile, '--web.listen-address', `127.0.0.1:${p}`]), config, log);
+    // guest-filesystem is off by default (agent privileges on PVE 7/8); the simulator's agents answer, so the demo shows it.
+    startApp(parseCli(['node', 'demo', '--config.file', configFile, '--web.listen-address', `127.0.0.1:${p}`, '--collector.guest-filesystem']), config, log);
   if (port !== undefined) return start(port);
   try {
     return await start(DEFAULT_PORT);

@@ -24,6 +24,7 @@ import {
 } from './model.ts';
 import { viewMetricsExport } from './node-health.ts';
 import { fillTemplate } from './pve-data.ts';
+import { TASK_LOG_TEMPLATE, missingTaskLog, queryKey, viewNodeTasks, viewTaskLog } from './backup-and-agent.ts';
 
 const gzipAsync = promisify(gzip);
 
@@ -69,10 +70,10 @@ export class PveApi {
     const route = this.matchRoute(apiPath);
     if (route === null) return notImplemented('GET', apiPath);
     const typeFilter = route.template === '/cluster/resources' ? query.get('type') : null;
-    const cacheKey = `${answering}\n${apiPath}\n${typeFilter ?? ''}`;
+    const cacheKey = `${answering}\n${apiPath}\n${typeFilter ?? ''}\n${queryKey(route.template, query)}`;
     const cached = this.cache.get(cacheKey);
     if (cached !== undefined) return cached;
-    const result = this.resolve(route, apiPath, typeFilter, answering);
+    const result = this.resolve(route, apiPath, typeFilter, answering, query);
     if (result instanceof ApiError) return result;
     const serialized = serialize(result);
     this.cache.set(cacheKey, serialized);
@@ -92,11 +93,12 @@ export class PveApi {
     return null;
   }
 
-  private resolve(route: MatchedRoute, apiPath: string, typeFilter: string | null, answering: string): ApiBody | ApiError {
+  private resolve(route: MatchedRoute, apiPath: string, typeFilter: string | null, answering: string, query: URLSearchParams): ApiBody | ApiError {
     const { template, params } = route;
     const paramError = this.checkParams(template, params, answering);
     if (paramError !== null) return paramError;
     const stored = this.model.bodies.get(fillTemplate(template, params));
+    if (stored === undefined && template === TASK_LOG_TEMPLATE) return viewTaskLog(missingTaskLog(), query);
     if (stored === undefined) {
       return params.id !== undefined ? new ApiError(500, `no such replication job '${params.id}'\n`) : notImplemented('GET', apiPath);
     }
@@ -105,6 +107,8 @@ export class PveApi {
       const agentError = this.checkGuestAgent(params.node, Number(params.vmid));
       if (agentError !== null) return agentError;
     }
+    if (template === '/nodes/{node}/tasks') return viewNodeTasks(stored, query);
+    if (template === TASK_LOG_TEMPLATE) return viewTaskLog(stored, query);
     return this.view(template, stored, typeFilter, answering);
   }
 

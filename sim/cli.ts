@@ -5,6 +5,7 @@
 // credentials are the simulator's fixed test credentials, printed so scripts can use them.
 // Stays up until SIGINT or SIGTERM.
 import { parseArgs } from 'node:util';
+import { SIM_VARIANTS, isSimVariant } from './backup-and-agent.ts';
 import { startSimulator } from './index.ts';
 import type { ScenarioName, SimOptions } from './types.ts';
 
@@ -12,7 +13,8 @@ const USAGE = `usage: tsx sim/cli.ts [--scenario default|pve8|degraded|standalon
   [--generated-nodes N --guests-per-node M [--storages-per-node S] [--replication-jobs-per-node R] [--cluster-name NAME]]
   [--latency-ms MS] [--config-latency-ms MS] [--auth-failure-delay-ms MS] [--ticket-lifetime-sec S]
   [--offline-node NODE]... [--loopback-nodes]
-  [--healthy-nodes] [--degraded-pool NODE]... [--failed-disk NODE]... [--apt-forbidden]`;
+  [--healthy-nodes] [--degraded-pool NODE]... [--failed-disk NODE]... [--apt-forbidden]
+  [--variant ceph-health-warn|no-ceph|agent-not-running|backup-failed]...`;
 
 function optionsFromArgs(argv: string[]): SimOptions {
   const { values } = parseArgs({
@@ -37,6 +39,7 @@ function optionsFromArgs(argv: string[]): SimOptions {
       'degraded-pool': { type: 'string', multiple: true },
       'failed-disk': { type: 'string', multiple: true },
       'apt-forbidden': { type: 'boolean' },
+      variant: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -55,6 +58,11 @@ function optionsFromArgs(argv: string[]): SimOptions {
     offlineNodes: values['offline-node'],
     loopbackNodes: values['loopback-nodes'],
   };
+  if (values.variant !== undefined) {
+    const unknown = values.variant.filter((v) => !isSimVariant(v));
+    if (unknown.length > 0) throw new Error(`--variant: unknown variant "${unknown[0]}" (one of: ${SIM_VARIANTS.join(', ')})`);
+    opts.variants = values.variant.filter(isSimVariant);
+  }
   if (values['healthy-nodes'] || values['degraded-pool'] || values['failed-disk'] || values['apt-forbidden']) {
     opts.nodeHealth = {
       healthy: values['healthy-nodes'],

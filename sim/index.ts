@@ -11,6 +11,7 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { PveApi, notImplemented, type SerializedBody } from './api.ts';
+import { TASK_LOG_TEMPLATE, addTaskLogs, applyVariants } from './backup-and-agent.ts';
 import { Authenticator, SIM_CREDENTIALS } from './auth.ts';
 import { buildGeneratedModel, MAX_LOOPBACK_NODES } from './generated.ts';
 import { applyNodeHealth, generatedMetricsExport } from './node-health.ts';
@@ -40,8 +41,10 @@ export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> 
   const settings = validateOptions(opts);
   const dataDir = defaultPveApiDir();
   const files = loadEndpointFiles(dataDir);
-  const templates = [...files.keys()];
+  const templates = [...files.keys(), TASK_LOG_TEMPLATE];
   const model = opts.generated !== undefined ? buildGeneratedModel(opts.generated, files) : buildScenarioModel(files, settings.scenario);
+  applyVariants(model, opts.variants ?? []);
+  addTaskLogs(model);
   if (opts.generated !== undefined) model.bodies.set('/cluster/metrics/export', generatedMetricsExport(model));
   applyNodeHealth(model, opts.nodeHealth);
   if (opts.loopbackNodes === true && model.nodes.length > MAX_LOOPBACK_NODES) {

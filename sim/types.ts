@@ -36,6 +36,17 @@ export interface FaultRule {
 }
 
 /**
+ * Variants of the served data, for tests and the demo (any scenario or generated cluster):
+ * - ceph-health-warn: /cluster/ceph/status is HEALTH_WARN (an OSD down, PGs degraded);
+ * - no-ceph: /cluster/ceph/status answers 500 "binary not installed" (a cluster without Ceph);
+ * - agent-not-running: one running VM with the agent enabled (on the answering node if it has
+ *   two: the model's 101) answers get-fsinfo with 500 "QEMU guest agent is not running";
+ * - backup-failed: the answering node's newest multi-guest vzdump run ends in "job errors", its
+ *   second guest (the model's 101) failed.
+ */
+export type SimVariant = 'ceph-health-warn' | 'no-ceph' | 'agent-not-running' | 'backup-failed';
+
+/**
  * Node health variants for the node-level endpoints (disks/zfs, disks/list, apt/update), on top
  * of a scenario or a generated cluster. The model cluster already has pve1's zpool tank DEGRADED
  * and its /dev/sdc SMART "FAILED!"; generated clusters are healthy unless told otherwise.
@@ -52,6 +63,8 @@ export interface NodeHealthVariant {
 }
 
 export interface SimOptions {
+  /** Variants of the data (see SimVariant), applied in order. */
+  variants?: SimVariant[];
   /** A scenario of reference/compat (default "default"), or a generated cluster. */
   scenario?: ScenarioName;
   generated?: GeneratedCluster;

@@ -274,7 +274,7 @@ describe('registry of the additions', () => {
 describe('collector flags from the registry', () => {
   test('--collector.<name>.ttl for collectors with a cache, defaults from the registry', () => {
     const opts = parseCli(['node', 'pve-exporter', '--collector.disks.ttl', '30', '--collector.updates']);
-    assert.deepEqual(opts.collectorTtls, { disks: 30, certificates: 3600, updates: 3600 });
+    assert.deepEqual(opts.collectorTtls, { disks: 30, certificates: 3600, updates: 3600, 'guest-filesystem': 300, backup: 300 });
     assert.equal(opts.collectors.updates, true);
     assert.equal(parseCli(['node', 'pve-exporter']).collectors.updates, false);
   });

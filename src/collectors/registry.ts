@@ -1,6 +1,10 @@
 // The one table of collectors: CLI flags (--collector.<name> / --no-collector.<name>), defaults,
 // the metrics reference and the scrape all come from here. Order = order in the output.
+import { backupCollector } from './backup.ts';
 import { backupInfoCollector } from './backup-info.ts';
+import { cephCollector } from './ceph.ts';
+import { guestFilesystemCollector } from './guest-filesystem.ts';
+import { haCollector } from './ha.ts';
 import { clusterCollector } from './cluster.ts';
 import { configCollector } from './config.ts';
 import { nodeCollector } from './node.ts';
@@ -58,6 +62,10 @@ export const COLLECTORS: readonly Collector[] = [
   disksCollector,
   certificatesCollector,
   updatesCollector,
+  guestFilesystemCollector,
+  backupCollector,
+  haCollector,
+  cephCollector,
   pveApiMetrics,
   targetMetrics,
 ];

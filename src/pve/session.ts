@@ -4,6 +4,12 @@ import { waitWithin, type PveClient, type RequestContext } from './client.ts';
 import { PveError } from './errors.ts';
 import { guestConfigFields, type GuestConfigFields } from './guest-config.ts';
 import type {
+  BackupJob,
+  CephStatus,
+  GuestFsInfo,
+  HaStatusEntry,
+  NodeTask,
+  TaskLogLine,
   AptUpdate,
   CertificateInfo,
   ClusterResource,
@@ -21,6 +27,18 @@ import type {
   VersionInfo,
   ZfsPool,
 } from './types.ts';
+
+/** A VM's guest agent answer to get-fsinfo, or why it gave none (the agent is down or hangs). */
+export type AgentFsAnswer = { readonly up: true; readonly fsinfo: GuestFsInfo } | { readonly up: false; readonly reason: string };
+
+/** Cache names of the collectors that keep slow-changing data (their --collector.<name>.ttl). */
+export const GUEST_FS_CACHE = 'guest-filesystem';
+export const BACKUP_CACHE = 'backup';
+/** A finished task's log never changes: kept a week (bounded by the cache's entry cap). */
+export const TASK_LOG_CACHE = 'backup-task-logs';
+export const TASK_LOG_TTL_SECONDS = 7 * 86400;
+/** vzdump tasks read per node, newest first: a month of daily runs. */
+export const VZDUMP_TASKS_PER_NODE = 30;
 
 export interface GuestOnboot {
   readonly type: GuestType;
@@ -167,13 +185,17 @@ export class PveSession {
     return this.once(`cache:${cache}:${key}`, async () => {
       const store = this.client.caches.get<T>(cache);
       const fresh = store.fresh(key);
-      if (fresh !== undefined) return fresh;
+      if (fresh !== undefined) {
+        this.ctx.trace?.cacheHit?.(key);
+        return fresh;
+      }
       // The refresh is work for the cache, not for this scrape: it runs under the module timeout
       // and is shared with any scrape that needs it meanwhile (smartctl on every disk can take
       // longer than one scrape's deadline; the next scrape then finds the answer).
       let fill = store.inflight(key);
       if (!fill) {
-        fill = this.call(path, shape, query, this.client.ownContext(this.ctx.module)).then((value) => {
+        // The scrape that starts the fill logs its call (debug=true), the others a wait on it.
+        fill = this.call(path, shape, query, { ...this.client.ownContext(this.ctx.module), trace: this.ctx.trace }).then((value) => {
           store.set(key, value);
           return value;
         });
@@ -334,7 +356,10 @@ export class PveSession {
         guests.map(async (g): Promise<GuestWithConfig | undefined> => {
           present.add(`${g.type}/${g.vmid}`);
           const cached = this.configCache.fresh(g.type, g.vmid, node);
-          if (cached) return { type: g.type, vmid: g.vmid, node, fields: cached.fields };
+          if (cached) {
+            this.ctx.trace?.cacheHit?.(`/nodes/${encodeURIComponent(node)}/${g.type}/${g.vmid}/config`);
+            return { type: g.type, vmid: g.vmid, node, fields: cached.fields };
+          }
           const path = `/nodes/${encodeURIComponent(node)}/${g.type}/${g.vmid}/config`;
           try {
             const cfg = await this.call(path, asObject<GuestConfig>);
@@ -355,4 +380,141 @@ export class PveSession {
       return { guests: out.filter((g): g is GuestWithConfig => g !== undefined), failures, fetched };
     });
   }
+
+  /** /cluster/ceph/status, or undefined when the cluster has no Ceph (PVE answers 500 then; not a failure). */
+  cephStatus(): Promise<CephStatus | undefined> {
+    const path = '/cluster/ceph/status';
+    return this.once(path, async () => {
+      try {
+        return await this.call(path, asObject<CephStatus>);
+      } catch (err) {
+        if (!isNoCephAnswer(err)) throw err;
+        // PVE answered, and what it said is "no Ceph here": a successful call, not a failure.
+        const i = this.failures.indexOf(err as PveError);
+        if (i >= 0) this.failures.splice(i, 1);
+        this.succeeded++;
+        return undefined;
+      }
+    });
+  }
+
+  haStatus(): Promise<HaStatusEntry[]> {
+    const path = '/cluster/ha/status/current';
+    return this.once(path, async () => this.call(path, asArray<HaStatusEntry>));
+  }
+
+  backupJobs(): Promise<BackupJob[]> {
+    const path = '/cluster/backup';
+    return this.once(path, async () => this.call(path, asArray<BackupJob>));
+  }
+
+  /** A node's finished vzdump tasks, newest first, cached for the backup collector's TTL. */
+  vzdumpTasks(node: string): Promise<NodeTask[]> {
+    const path = `/nodes/${encodeURIComponent(node)}/tasks`;
+    return this.cachedCall(BACKUP_CACHE, path, asArray<NodeTask>, { typefilter: 'vzdump', limit: String(VZDUMP_TASKS_PER_NODE) });
+  }
+
+  /**
+   * The lines of a finished task's log, parsed by `parse` and kept by UPID for a week: the log
+   * of a finished task never changes, so a warm scrape makes no log call. `keep` says which
+   * UPIDs are still listed (others are dropped, so the cache follows PVE's task index).
+   */
+  finishedTaskLog<V>(node: string, upid: string, parse: (lines: string[]) => V): Promise<V> {
+    return this.once(`tasklog:${upid}`, async () => {
+      const store = this.client.caches.get<V>(TASK_LOG_CACHE, TASK_LOG_TTL_SECONDS);
+      const cached = store.fresh(upid);
+      if (cached !== undefined) return cached;
+      const path = `/nodes/${encodeURIComponent(node)}/tasks/${encodeURIComponent(upid)}/log`;
+      // A cache fill: under the module timeout, shared with any scrape that needs it meanwhile.
+      let fill = store.inflight(upid);
+      if (!fill) {
+        // limit=0: every line (pve-common's dump_logfile reads to the end); the default is 50.
+        fill = this.call(path, asArray<TaskLogLine>, { limit: '0' }, { ...this.client.ownContext(this.ctx.module), trace: this.ctx.trace }).then((lines) => {
+          const value = parse(lines.map((l) => String(l.t)));
+          store.set(upid, value);
+          return value;
+        });
+        fill.catch(() => undefined);
+        store.track(upid, fill);
+      }
+      return waitWithin(fill, this.ctx.signal, () => new PveError('deadline', path, 'scrape deadline reached while waiting for a task log (kept when it comes)'));
+    });
+  }
+
+  /** Drops cached task logs of tasks no node lists any more. */
+  retainTaskLogs(listed: ReadonlySet<string>): void {
+    this.client.caches.get(TASK_LOG_CACHE, TASK_LOG_TTL_SECONDS).retainOnly((upid) => listed.has(upid));
+  }
+
+  /**
+   * One VM's guest agent get-fsinfo answer, cached per guest for the guest-filesystem TTL,
+   * answer or silence alike (an agent that hangs is not asked again every scrape). The call has
+   * its own short timeout. An agent that is down or hangs is an answer (up: false); failures
+   * that are not the agent's (403, node unreachable, deadline) throw, and a stale entry stands
+   * in for them where one is left (counted).
+   */
+  guestFsInfo(node: string, vmid: number, timeoutMs: number): Promise<AgentFsAnswer> {
+    const key = `qemu/${vmid}`;
+    return this.once(`fsinfo:${key}`, async () => {
+      const store = this.client.caches.get<AgentFsAnswer>(GUEST_FS_CACHE);
+      const fresh = store.fresh(key);
+      if (fresh !== undefined) return fresh;
+      const path = `/nodes/${encodeURIComponent(node)}/qemu/${vmid}/agent/get-fsinfo`;
+      // A cache fill under its own short timeout, shared with any scrape that needs it meanwhile.
+      let fill = store.inflight(key);
+      if (!fill) {
+        const ctx: RequestContext = { ...this.client.ownContext(this.ctx.module), trace: this.ctx.trace, callTimeoutMs: timeoutMs };
+        fill = this.call(path, asObject<GuestFsInfo>, undefined, ctx).then(
+          (fsinfo): AgentFsAnswer => ({ up: true, fsinfo }),
+          (err: unknown): AgentFsAnswer => {
+            const silent = agentSilence(err);
+            if (silent === undefined) throw err;
+            // The agent's silence is what PVE answered: not a failed call of this scrape.
+            const i = this.failures.indexOf(err as PveError);
+            if (i >= 0) this.failures.splice(i, 1);
+            this.succeeded++;
+            return { up: false, reason: silent };
+          },
+        );
+        fill = fill.then((answer) => {
+          store.set(key, answer);
+          return answer;
+        });
+        fill.catch(() => undefined);
+        store.track(key, fill);
+      }
+      try {
+        return await waitWithin(fill, this.ctx.signal, () => new PveError('deadline', path, 'scrape deadline reached while waiting for the guest agent (kept when it comes)'));
+      } catch (err) {
+        // Failures that are not the agent's (403, node unreachable, deadline): a stale answer stands in where one is left.
+        const definite = err instanceof PveError && (err.kind === 'auth' || err.status === 403 || err.status === 501);
+        const stale = definite ? undefined : store.stale(key);
+        if (stale === undefined) throw err;
+        this.staleServed.set(GUEST_FS_CACHE, (this.staleServed.get(GUEST_FS_CACHE) ?? 0) + 1);
+        return stale;
+      }
+    });
+  }
+
+  /** Drops cached agent answers of guests that no longer run with the agent on this node. */
+  retainGuestFsInfo(keys: ReadonlySet<string>): void {
+    this.client.caches.get(GUEST_FS_CACHE).retainOnly((k) => keys.has(k));
+  }
+}
+
+/** The 500s PVE gives when the cluster has no Ceph (pve-manager PVE/Ceph/Tools.pm, PVE/API2/Cluster/Ceph.pm). */
+export function isNoCephAnswer(err: unknown): boolean {
+  return err instanceof PveError && err.status === 500 && /binary not installed|not initialized|ceph\.conf/i.test(err.message);
+}
+
+/**
+ * Why the guest agent gave no answer, when that is what happened: qemu-server answers 500 ("QEMU
+ * guest agent is not running", "... qga command 'guest-get-fsinfo' failed - got timeout", "VM
+ * 101 is not running", "No QEMU guest agent configured"), or the call ran into its own timeout.
+ */
+export function agentSilence(err: unknown): string | undefined {
+  if (!(err instanceof PveError)) return undefined;
+  if (err.kind === 'timeout') return err.message;
+  if (err.kind === 'http' && err.status === 500) return err.message.replace(/^500\s*/, '');
+  return undefined;
 }

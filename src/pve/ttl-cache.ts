@@ -110,10 +110,14 @@ export class CacheSet {
     private readonly maxEntries: number = DEFAULT_MAX_ENTRIES,
   ) {}
 
-  get<V>(name: string): TtlCache<V> {
+  /**
+   * `fixedTtlSeconds` is for data that never changes once PVE has it (a finished task's log):
+   * its cache keeps entries that long whatever the flags say.
+   */
+  get<V>(name: string, fixedTtlSeconds?: number): TtlCache<V> {
     let c = this.caches.get(name);
     if (!c) {
-      c = new TtlCache<unknown>(this.ttls[name] ?? 0, this.now, this.maxEntries);
+      c = new TtlCache<unknown>(fixedTtlSeconds ?? this.ttls[name] ?? 0, this.now, this.maxEntries);
       this.caches.set(name, c);
     }
     return c as TtlCache<V>;

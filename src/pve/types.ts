@@ -80,6 +80,90 @@ export type GuestConfig = Record<string, unknown>;
 
 export type GuestType = 'qemu' | 'lxc';
 
+/** /cluster/ceph/status: raw `ceph status` JSON (health from `ceph health detail`); Ceph owns the shape. */
+export interface CephHealthCheck {
+  severity?: string;
+  summary?: { message?: string; count?: number };
+  muted?: boolean;
+  [key: string]: unknown;
+}
+
+export interface CephStatus {
+  fsid?: string;
+  health?: { status?: string; checks?: Record<string, CephHealthCheck>; [key: string]: unknown };
+  quorum_names?: string[];
+  osdmap?: { num_osds?: number; num_up_osds?: number; num_in_osds?: number; [key: string]: unknown };
+  pgmap?: {
+    pgs_by_state?: { state_name: string; count: number }[];
+    num_pgs?: number;
+    data_bytes?: number;
+    bytes_used?: number;
+    bytes_avail?: number;
+    bytes_total?: number;
+    [key: string]: unknown;
+  };
+  [key: string]: unknown;
+}
+
+/** One entry of /cluster/ha/status/current (quorum, master, lrm, service, fencing). */
+export interface HaStatusEntry {
+  id: string;
+  type: string;
+  node?: string;
+  status?: string;
+  quorate?: number;
+  timestamp?: number;
+  sid?: string;
+  state?: string;
+  [key: string]: unknown;
+}
+
+/** One filesystem of the QEMU guest agent's guest-get-fsinfo answer (agent >= 3.0 has the byte counts). */
+export interface GuestFsInfoEntry {
+  name?: string;
+  mountpoint?: string;
+  type?: string;
+  'total-bytes'?: number;
+  'used-bytes'?: number;
+  [key: string]: unknown;
+}
+
+/** /nodes/{node}/qemu/{vmid}/agent/get-fsinfo: the agent's reply, passed through in "result". */
+export interface GuestFsInfo {
+  result?: GuestFsInfoEntry[];
+  [key: string]: unknown;
+}
+
+/** One task of /nodes/{node}/tasks (finished tasks: endtime and status present). */
+export interface NodeTask {
+  upid: string;
+  node: string;
+  type: string;
+  id?: string;
+  starttime: number;
+  endtime?: number;
+  status?: string;
+  [key: string]: unknown;
+}
+
+/** One line of /nodes/{node}/tasks/{upid}/log. */
+export interface TaskLogLine {
+  n: number;
+  t: string;
+}
+
+/** One vzdump job of /cluster/backup. */
+export interface BackupJob {
+  id: string;
+  type?: string;
+  schedule?: string;
+  enabled?: number;
+  'next-run'?: number;
+  storage?: string;
+  mode?: string;
+  [key: string]: unknown;
+}
+
 /** GET /nodes/{node}/status (the fields the node-status collector reads). */
 export interface NodeStatus {
   /** Load average 1/5/15 min, as strings ("0.87"). */
