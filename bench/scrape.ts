@@ -1,122 +1,155 @@
-// Scrape benchmark: the issue's setup (8 nodes x 250 guests, 10 ms per API call, 15 ms per guest
-// config call), the exporter as its own process (node dist/main.js), the simulator in this one.
-// Prints one JSON document. Usage: npm run bench -- [--scrapes 1000] [--nodes 8] [--guests-per-node 250]
-import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+// Scrape benchmark: the exporter as its own process (node dist/main.js), the simulator in this
+// one. Prints one JSON document. Phases (--phases, comma-separated, default all):
+// Scrapes ask for gzip, as Prometheus does.
+//   latency  8 nodes x 250 guests, 10 ms per call (15 ms per guest config): cold scrape, warm
+//            p50/p95, the floor measured in the same run and the exporter's own share above it
+//   cpu      same cluster at latency 0: CPU per warm scrape, RSS over --rss-scrapes scrapes
+//   scale    200 / 2,000 / 10,000 guests at 10 ms: warm p50, CPU per scrape, RSS
+//   idle     an exporter nobody scrapes: CPU over --idle-seconds
+// The simulator's counters (uptime, network and disk bytes, CPU of running guests) drift between
+// scrapes as a live cluster's do; --static keeps its answers the same (which flatters the encoder
+// cache: then every chunk of output is reused).
+// The machine these run on is shared: wall times are noisy, CPU seconds less so.
+// Usage: npm run bench -- [--phases latency,cpu] [--warm 200] [--rss-scrapes 1000] [--query cluster=1&node=1]
+//        [--static] [--dist node_modules/.dist-main] [--node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"]
 import { parseArgs } from 'node:util';
-import { exporterConfig } from '../sim/exporter-config.ts';
-import { startSimulator } from '../sim/index.ts';
-import { getFreePort, waitForHttp } from '../test/helpers/net.ts';
+import { cpuSeconds, measureFloor, ms1, pct, rssMb, scrapeOnce, sleep, startPair, type BenchSetup, type Running, type ScrapeSample } from './harness.ts';
 
 const { values } = parseArgs({
   options: {
-    scrapes: { type: 'string', default: '1000' },
-    nodes: { type: 'string', default: '8' },
-    'guests-per-node': { type: 'string', default: '250' },
+    phases: { type: 'string', default: 'latency,cpu,scale,idle' },
+    warm: { type: 'string', default: '200' },
+    'rss-scrapes': { type: 'string', default: '1000' },
+    'scale-warm': { type: 'string', default: '30' },
+    'idle-seconds': { type: 'string', default: '20' },
     'latency-ms': { type: 'string', default: '10' },
     'config-latency-ms': { type: 'string', default: '15' },
     query: { type: 'string', default: 'cluster=1&node=1' },
+    'node-args': { type: 'string', default: '' },
+    dist: { type: 'string' },
+    static: { type: 'boolean', default: false },
   },
 });
-const scrapes = Number(values.scrapes);
-const nodes = Number(values.nodes);
-const guestsPerNode = Number(values['guests-per-node']);
+const phases = new Set(values.phases.split(',').map((p) => p.trim()));
+const warmN = Number(values.warm);
+const rssScrapes = Number(values['rss-scrapes']);
+const latencyMs = Number(values['latency-ms']);
+const configLatencyMs = Number(values['config-latency-ms']);
+const query = values.query;
+const nodeArgs = values['node-args'].split(' ').filter(Boolean);
 
-const sim = await startSimulator({
-  generated: { nodes, guestsPerNode },
-  latencyMs: Number(values['latency-ms']),
-  configLatencyMs: Number(values['config-latency-ms']),
-});
-const dir = mkdtempSync(path.join(tmpdir(), 'pve-exporter-bench-'));
-const configFile = path.join(dir, 'pve.yml');
-writeFileSync(configFile, exporterConfig(sim));
-const port = await getFreePort();
-const main = new URL('../dist/main.js', import.meta.url).pathname;
-const exporter = spawn(process.execPath, ['--max-semi-space-size=4', main, '--config.file', configFile, '--web.listen-address', `127.0.0.1:${port}`, '--log.level', 'warn'], {
-  stdio: ['ignore', 'ignore', 'inherit'],
-});
-const base = `http://127.0.0.1:${port}`;
-
-async function rssBytes(): Promise<number> {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  const m = /^process_resident_memory_bytes (\S+)$/m.exec(text);
-  return m ? Number(m[1]) : NaN;
-}
-
-interface One {
-  ms: number;
-  bytes: number;
-  apiCalls: number;
-  configCalls: number;
-  maxCallsPerFixedEndpoint: number;
-}
-
-async function scrapeOnce(): Promise<One> {
-  sim.resetStats();
-  const t0 = performance.now();
-  const res = await fetch(`${base}/pve?target=127.0.0.1&${values.query}`, { headers: { 'X-Prometheus-Scrape-Timeout-Seconds': '10' } });
-  const body = await res.text();
-  const ms = performance.now() - t0;
-  if (res.status !== 200) throw new Error(`scrape failed: ${res.status} ${body.slice(0, 200)}`);
-  if (/pve_exporter_collector_success\{collector="[^"]+"\} 0/.test(body)) throw new Error('a collector failed during the benchmark');
-  const stats = sim.stats();
-  let configCalls = 0;
-  let maxFixed = 0;
-  for (const [p, n] of stats.calls) {
-    if (/\/config$/.test(p)) configCalls += n;
-    else maxFixed = Math.max(maxFixed, n);
+async function withPair<T>(setup: BenchSetup, body: (run: Running) => Promise<T>): Promise<T> {
+  const run = await startPair({ ...setup, nodeArgs, dist: values.dist, static: values.static });
+  try {
+    return await body(run);
+  } finally {
+    await run.stop();
   }
-  return { ms, bytes: Buffer.byteLength(body), apiCalls: stats.total, configCalls, maxCallsPerFixedEndpoint: maxFixed };
 }
 
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+async function scrapes(run: Running, n: number, gzip = true): Promise<ScrapeSample[]> {
+  const out: ScrapeSample[] = [];
+  for (let i = 0; i < n; i++) out.push(await scrapeOnce(run, query, gzip));
+  return out;
 }
 
-try {
-  await waitForHttp(`${base}/-/healthy`);
-  const rssStart = await rssBytes();
-  const cold = await scrapeOnce();
-  const warm: One[] = [];
-  const rssSamples: Array<{ after: number; rss_mb: number }> = [];
-  for (let i = 1; i <= scrapes; i++) {
-    warm.push(await scrapeOnce());
-    if (i === 10 || i % Math.max(1, Math.floor(scrapes / 5)) === 0) rssSamples.push({ after: i, rss_mb: +((await rssBytes()) / 2 ** 20).toFixed(1) });
-  }
-  const ms = warm.map((w) => w.ms).sort((a, b) => a - b);
-  const calls = warm.map((w) => w.apiCalls).sort((a, b) => a - b);
-  const result = {
-    setup: {
-      nodes,
-      guests: nodes * guestsPerNode,
-      latency_ms: Number(values['latency-ms']),
-      config_latency_ms: Number(values['config-latency-ms']),
-      query: values.query,
-      scrapes,
-      node: process.version,
-    },
-    cold: {
-      ms: +cold.ms.toFixed(1),
-      api_calls: cold.apiCalls,
-      config_calls: cold.configCalls,
-      max_calls_per_fixed_endpoint: cold.maxCallsPerFixedEndpoint,
-      bytes: cold.bytes,
-    },
-    warm: {
-      p50_ms: +pct(ms, 50).toFixed(1),
-      p95_ms: +pct(ms, 95).toFixed(1),
-      max_ms: +ms[ms.length - 1].toFixed(1),
-      api_calls_median: pct(calls, 50),
+/** Warm p50/p95 and CPU per scrape over n scrapes (after the cold one). */
+async function warmFigures(run: Running, n: number, gzip = true) {
+  const pid = run.exporter.pid!;
+  const cpu0 = cpuSeconds(pid);
+  const warm = await scrapes(run, n, gzip);
+  const cpu = cpuSeconds(pid) - cpu0;
+  const ms = warm.map((w) => w.ms);
+  return {
+    warm,
+    figures: {
+      p50_ms: ms1(pct(ms, 50)),
+      p95_ms: ms1(pct(ms, 95)),
+      cpu_ms_per_scrape: ms1((cpu * 1000) / n),
+      api_calls_median: pct(warm.map((w) => w.apiCalls), 50),
       config_calls_total: warm.reduce((a, w) => a + w.configCalls, 0),
       max_calls_per_fixed_endpoint: Math.max(...warm.map((w) => w.maxCallsPerFixedEndpoint)),
       bytes: warm[warm.length - 1]?.bytes,
+      wire_bytes: warm[warm.length - 1]?.wireBytes,
     },
-    rss_mb: { start: +(rssStart / 2 ** 20).toFixed(1), samples: rssSamples },
   };
-  process.stdout.write(JSON.stringify(result, null, 2) + '\n');
-} finally {
-  exporter.kill('SIGTERM');
-  await sim.close();
 }
+
+const coldFigures = (s: ScrapeSample) => ({ ms: ms1(s.ms), api_calls: s.apiCalls, config_calls: s.configCalls, bytes: s.bytes });
+
+const result: Record<string, unknown> = {
+  setup: {
+    query,
+    node: process.version,
+    dist: values.dist ?? 'dist',
+    counters: values.static ? 'static' : 'drifting',
+    note: 'wall times on a shared 2-core machine are noisy; CPU figures are the exporter process only',
+  },
+};
+
+if (phases.has('latency')) {
+  result.latency = await withPair({ nodes: 8, guestsPerNode: 250, latencyMs, configLatencyMs }, async (run) => {
+    const cold = await scrapeOnce(run, query);
+    const { figures } = await warmFigures(run, warmN);
+    const floor = await measureFloor(run, figures.wire_bytes ?? cold.wireBytes, 30);
+    return {
+      setup: { nodes: 8, guests: 2000, latency_ms: latencyMs, config_latency_ms: configLatencyMs, warm_scrapes: warmN },
+      cold: coldFigures(cold),
+      warm: figures,
+      floor,
+      exporter_share_ms: ms1(figures.p50_ms - floor.floor_ms),
+    };
+  });
+}
+
+if (phases.has('cpu')) {
+  result.cpu = await withPair({ nodes: 8, guestsPerNode: 250, latencyMs: 0, configLatencyMs: 0 }, async (run) => {
+    const pid = run.exporter.pid!;
+    await scrapes(run, 20); // cold + JIT warm-up
+    const { figures } = await warmFigures(run, Math.min(200, rssScrapes));
+    // The same without gzip: the exporter's own work, without the compressor's share.
+    const { figures: identity } = await warmFigures(run, Math.min(100, rssScrapes), false);
+    const rss: Array<{ after: number; rss_mb: number }> = [];
+    for (let i = 1; i <= rssScrapes; i++) {
+      await scrapeOnce(run, query);
+      if (i === 10 || i % Math.max(1, Math.floor(rssScrapes / 5)) === 0) rss.push({ after: i, rss_mb: rssMb(pid) });
+    }
+    return { setup: { nodes: 8, guests: 2000, latency_ms: 0 }, warm: figures, warm_without_gzip: { p50_ms: identity.p50_ms, cpu_ms_per_scrape: identity.cpu_ms_per_scrape }, rss_mb: rss };
+  });
+}
+
+if (phases.has('scale')) {
+  const sizes: Array<[number, number]> = [
+    [8, 25],
+    [8, 250],
+    [16, 625],
+  ];
+  const out: Record<string, unknown>[] = [];
+  for (const [nodes, perNode] of sizes) {
+    out.push(
+      await withPair({ nodes, guestsPerNode: perNode, latencyMs, configLatencyMs }, async (run) => {
+        const cold = await scrapeOnce(run, query);
+        const n = Number(values['scale-warm']);
+        const { figures } = await warmFigures(run, n);
+        return { nodes, guests: nodes * perNode, cold: coldFigures(cold), warm: figures, rss_mb: rssMb(run.exporter.pid!) };
+      }),
+    );
+  }
+  result.scale = { latency_ms: latencyMs, config_latency_ms: configLatencyMs, sizes: out };
+}
+
+if (phases.has('idle')) {
+  const seconds = Number(values['idle-seconds']);
+  result.idle = await withPair({ nodes: 1, guestsPerNode: 10, latencyMs: 0, configLatencyMs: 0 }, async (run) => {
+    const pid = run.exporter.pid!;
+    await sleep(2000); // start-up work done
+    const cpu0 = cpuSeconds(pid);
+    const t0 = performance.now();
+    await sleep(seconds * 1000);
+    const cpu = cpuSeconds(pid) - cpu0;
+    const wall = (performance.now() - t0) / 1000;
+    return { seconds: ms1(wall), cpu_ms: ms1(cpu * 1000), core_percent: +((100 * cpu) / wall).toFixed(2) };
+  });
+}
+
+process.stdout.write(JSON.stringify(result, null, 2) + '\n');

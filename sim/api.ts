@@ -19,6 +19,7 @@ import {
   type ClusterModel,
   type GuestType,
   type Json,
+  type JsonObject,
   type LiveState,
 } from './model.ts';
 import { viewMetricsExport } from './node-health.ts';
@@ -48,10 +49,14 @@ export class PveApi {
   private readonly routes: Route[];
   private cache = new Map<string, SerializedBody>();
 
+  /** /cluster/resources answers given so far (the drift of counters, see SimOptions.driftCounters). */
+  private resourceAnswers = 0;
+
   constructor(
     private readonly model: ClusterModel,
     private readonly state: LiveState,
     templates: Iterable<string>,
+    private readonly opts: { driftCounters: boolean } = { driftCounters: false },
   ) {
     this.routes = [...templates].map(compileRoute);
   }
@@ -176,9 +181,24 @@ export class PveApi {
         errors: { type: `value '${typeFilter}' does not have a value in the enumeration 'vm, storage, node, sdn'` },
       });
     }
-    const live = viewResources(body, this.state);
+    const live = this.opts.driftCounters ? driftCounters(viewResources(body, this.state), ++this.resourceAnswers) : viewResources(body, this.state);
     return typeFilter === null ? live : filterResources(live, typeFilter);
   }
+}
+
+const DRIFTING = ['uptime', 'netin', 'netout', 'diskread', 'diskwrite'] as const;
+
+/** Running guests and online nodes, `tick` answers later: counters grown, CPU moved. */
+function driftCounters(body: ApiBody, tick: number): ApiBody {
+  if (!Array.isArray(body.data)) return body;
+  const data = body.data.map((entry) => {
+    if (!isJsonObject(entry) || (entry.status !== 'running' && entry.status !== 'online')) return entry;
+    const out: JsonObject = { ...entry };
+    for (const key of DRIFTING) if (typeof out[key] === 'number') out[key] = (out[key] as number) + tick * (key === 'uptime' ? 15 : 4096);
+    if (typeof out.cpu === 'number') out.cpu = ((out.cpu as number) + tick * 0.001) % 1;
+    return out;
+  });
+  return { ...body, data };
 }
 
 export function notImplemented(method: string, apiPath: string): ApiError {

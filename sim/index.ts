@@ -55,7 +55,7 @@ export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> 
     throw new Error(`simulator: host ${settings.host} collides with a per-node loopback address`);
   }
   const tls = loadTlsMaterial();
-  const sim = new SimulatorServer(settings, model, state, new PveApi(model, state, templates), loadLoginCapabilities(dataDir));
+  const sim = new SimulatorServer(settings, model, state, new PveApi(model, state, templates, { driftCounters: opts.driftCounters === true }), loadLoginCapabilities(dataDir));
   await sim.listen(tls);
   return sim.publicApi(tls);
 }

@@ -9,6 +9,7 @@ import { FailureLog, type Logger } from './log.ts';
 import { ClientCache } from './pve/client.ts';
 import { Scraper } from './scrape.ts';
 import { createRequestHandler, type AppState } from './server.ts';
+import { SeriesCacheStore } from './exposition/series-cache.ts';
 import { loadPushConfig } from './push/config.ts';
 import { PushService } from './push/push-jobs.ts';
 import { PushproxClient } from './push/pushprox.ts';
@@ -85,6 +86,7 @@ export async function startApp(opts: Options, config: LoadedConfig, log: Logger,
     log,
     switches: opts.collectors,
     defaultTimeout: opts.defaultTimeout,
+    seriesCaches: new SeriesCacheStore(),
     web: setup.web,
     auth: new BasicAuthVerifier(),
     lifecycle,

@@ -178,7 +178,9 @@ export class Scraper {
     const started = performance.now();
     const deadlineReached = deadline.reached((cause) => new DeadlineReached(cause));
     const lease = this.clients.acquire(req.module, req.target);
-    const session = new PveSession(lease.client, requestContext(deadline, req.module.name, log));
+    const session = new PveSession(lease.client, requestContext(deadline, req.module.name, log), {
+      clusterScope: collectors.some((c) => c.scope === 'cluster' && c.endpoints.some((e) => e.path === '/cluster/resources')),
+    });
     const families: MetricFamily[] = [];
     const outcomes: CollectorOutcome[] = [];
     const familiesOf = new Map<string, MetricFamily[]>();

@@ -73,6 +73,35 @@ export interface SelfMetricsOptions {
   targetMetrics: boolean;
 }
 
+/** Resolution of prom-client's event-loop-delay histogram, ms (its default is 10). */
+export const EVENT_LOOP_MONITOR_MS = 1000;
+
+const EVENT_LOOP_STATS = ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99'].map((s) => `nodejs_eventloop_lag_${s}_seconds`);
+
+/**
+ * prom-client reads and resets its event-loop-delay histogram on every /metrics request. At a 1 s
+ * resolution, two requests within a second find it empty: the mean and standard deviation would
+ * be NaN (printed as "Nan") and the minimum 9.2e9 s. Then the last real figures are kept instead.
+ */
+function holdEventLoopStats(r: Registry): void {
+  const lag = r.getSingleMetric('nodejs_eventloop_lag_seconds') as (Gauge & { collect?: () => unknown }) | undefined;
+  const stats = EVENT_LOOP_STATS.map((name) => r.getSingleMetric(name) as Gauge | undefined);
+  const original = lag?.collect;
+  if (!lag || !original || stats.some((g) => g === undefined)) return;
+  const last = new Map<string, number>();
+  // Synchronous, as prom-client's own collect: the registry reads the other gauges right after.
+  lag.collect = function (this: unknown) {
+    original.call(this);
+    const read = stats.map((g) => (g as unknown as { hashMap: Record<string, { value: number } | undefined> }).hashMap['']?.value);
+    const empty = read.some((v) => v === undefined || !Number.isFinite(v) || v > 1e6);
+    stats.forEach((g, i) => {
+      const name = EVENT_LOOP_STATS[i];
+      if (empty) g!.set(last.get(name) ?? 0);
+      else last.set(name, read[i]!);
+    });
+  };
+}
+
 const BUCKETS_API = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const BUCKETS_TARGET = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
@@ -116,7 +145,11 @@ export class SelfMetrics {
   constructor(opts: SelfMetricsOptions) {
     const r = this.registry;
     const f = SELF_FAMILIES;
-    collectDefaultMetrics({ register: r });
+    // The event-loop-lag monitor samples every 10 ms by default: ~0.25-1 % of a core for an exporter
+    // nobody scrapes (bench/scrape.ts --phases idle). Sampling once a second keeps the
+    // nodejs_eventloop_lag_* metrics (a blocked loop still shows as lag) at no measurable cost.
+    collectDefaultMetrics({ register: r, eventLoopMonitoringPrecision: EVENT_LOOP_MONITOR_MS });
+    holdEventLoopStats(r);
     this.collectionDuration = new Summary({
       name: f.collectionDuration.name,
       help: f.collectionDuration.help,

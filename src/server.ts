@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import type { LoadedConfig, ModuleConfig } from './config.ts';
 import type { CollectorSwitches } from './collectors/registry.ts';
 import { encode, encodeChunks, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './exposition/encode.ts';
+import type { SeriesCacheStore } from './exposition/series-cache.ts';
 import type { Logger } from './log.ts';
 import { targetKey, type ClientCache } from './pve/client.ts';
 import { PveError } from './pve/errors.ts';
@@ -33,6 +34,8 @@ export interface AppState {
   readonly log: Logger;
   readonly switches: CollectorSwitches;
   readonly defaultTimeout: number;
+  /** Rendered series kept between scrapes of the same kind (module, target, scopes, format). */
+  readonly seriesCaches?: SeriesCacheStore;
   /** --web.config.file as last (re)loaded: basic auth users and extra headers. */
   web?: WebConfig;
   readonly auth: BasicAuthVerifier;
@@ -142,7 +145,8 @@ async function handlePve(state: AppState, req: IncomingMessage, res: ServerRespo
     return;
   }
   const format = negotiateFormat(req.headers);
-  await stream(req, res, format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE, encodeChunks(result.families, format));
+  const cache = state.seriesCaches?.for(`${module.name}\u0000${targetKey(target)}\u0000${cluster ? 1 : 0}${node ? 1 : 0}\u0000${format}`);
+  await stream(req, res, format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE, encodeChunks(result.families, format, cache));
 }
 
 /**

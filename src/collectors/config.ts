@@ -26,7 +26,9 @@ export const configCollector: ScrapeCollector = {
   endpoints: [
     { path: '/nodes/{node}/qemu/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid}', cost: 'guest' },
     { path: '/nodes/{node}/lxc/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid}', cost: 'guest' },
-    { path: '/cluster/resources', privilege: 'none (guests filtered by VM.Audit)', cost: 'cluster' },
+    { path: '/nodes/{node}/qemu', privilege: 'VM.Audit on /vms/{vmid} (other guests are left out); node-scope-only scrapes', cost: 'node' },
+    { path: '/nodes/{node}/lxc', privilege: 'VM.Audit on /vms/{vmid} (other guests are left out); node-scope-only scrapes', cost: 'node' },
+    { path: '/cluster/resources', privilege: 'none (guests filtered by VM.Audit); instead of the two lists when the cluster scope reads it anyway', cost: 'cluster' },
     { path: '/cluster/status', privilege: 'Sys.Audit on / (to find the answering node)', cost: 'cluster' },
   ],
   families: [ONBOOT],

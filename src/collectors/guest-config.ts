@@ -62,7 +62,9 @@ export const guestConfigCollector: ScrapeCollector = {
   endpoints: [
     { path: '/nodes/{node}/qemu/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid} (shared with the config collector, cached)', cost: 'guest' },
     { path: '/nodes/{node}/lxc/{vmid}/config', privilege: 'VM.Audit on /vms/{vmid} (shared with the config collector, cached)', cost: 'guest' },
-    { path: '/cluster/resources', privilege: 'none (guests filtered by VM.Audit)', cost: 'cluster' },
+    { path: '/nodes/{node}/qemu', privilege: 'VM.Audit on /vms/{vmid} (other guests are left out); node-scope-only scrapes', cost: 'node' },
+    { path: '/nodes/{node}/lxc', privilege: 'VM.Audit on /vms/{vmid} (other guests are left out); node-scope-only scrapes', cost: 'node' },
+    { path: '/cluster/resources', privilege: 'none (guests filtered by VM.Audit); instead of the two lists when the cluster scope reads it anyway', cost: 'cluster' },
     { path: '/cluster/status', privilege: 'Sys.Audit on / (to find the answering node)', cost: 'cluster' },
   ],
   families: [CORES, SOCKETS, MEMORY, BALLOON, PROTECTION, AGENT, CREATED],

@@ -12,6 +12,8 @@ import { Pool, type buildConnector, type Dispatcher } from 'undici';
 import type { ModuleConfig } from '../config.ts';
 import { PveError, classifyTransportError } from './errors.ts';
 import { GuestConfigCache } from './guest-config-cache.ts';
+import { GuestConfigRefresher } from './guest-config-refresh.ts';
+import type { GuestConfig } from './types.ts';
 import { CacheSet } from './ttl-cache.ts';
 import { buildTlsConnector } from './tls.ts';
 
@@ -274,6 +276,8 @@ export class PveClient {
   private closing?: Promise<void>;
   /** Guest configs (onboot) of this target, for the config collector. */
   readonly guestConfigs: GuestConfigCache;
+  /** Fetches cached guest configs again before they expire, in the background. */
+  readonly configRefresh: GuestConfigRefresher;
   /** The collectors' TTL caches of slow-changing data of this target. */
   readonly caches: CacheSet;
   /** API paths that answered 501 (not in this PVE release) -> until when not to ask again (epoch ms). */
@@ -289,6 +293,18 @@ export class PveClient {
     this.lastUsed = this.now();
     this.maxResponseBytes = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
     this.guestConfigs = new GuestConfigCache(opts.configCacheTtl ?? 0, this.now);
+    this.configRefresh = new GuestConfigRefresher(this.guestConfigs, {
+      concurrency: opts.concurrency,
+      timeoutMs: module.timeout * 1000,
+      now: this.now,
+      module: module.name,
+      refetch: async (g, ctx) => {
+        const cfg = await this.get<GuestConfig>(`/nodes/${encodeURIComponent(g.node)}/${g.type}/${g.vmid}/config`, ctx);
+        if (cfg === null || typeof cfg !== 'object' || Array.isArray(cfg)) throw new Error('expected an object in "data"');
+        if (this.guestConfigs.has(g.type, g.vmid, g.node)) this.guestConfigs.storeConfig(g.type, g.vmid, g.node, cfg);
+      },
+    });
+    this.configRefresh.start();
     this.caches = new CacheSet(opts.cacheTtls ?? {}, this.now);
     // TLS verification (CA, server_name, fingerprint pins): src/pve/tls.ts.
     const connect = buildTlsConnector(module, module.timeout * 1000);
@@ -352,6 +368,7 @@ export class PveClient {
   /** Stop handing this client out; it closes once its scrapes and its login are done. */
   retire(): void {
     this.retired = true;
+    this.configRefresh.stop(); // nobody will read what it would fetch
     this.settle();
   }
 
@@ -586,6 +603,7 @@ export class PveClient {
   /** Closes the pool gracefully: requests still running finish first. */
   close(): Promise<void> {
     this.retired = true;
+    this.configRefresh.stop();
     if (this.closing) return this.closing;
     const gen = this.current;
     const retiring = this.retiring;
@@ -599,6 +617,7 @@ export class PveClient {
   /** Closes at once, cutting whatever runs (process shutdown). */
   async destroy(): Promise<void> {
     this.retired = true;
+    this.configRefresh.stop();
     const gens = [this.current, this.retiring].filter((g): g is PoolGeneration => g !== undefined);
     this.retiring = undefined;
     await Promise.all(gens.map(destroyGeneration));

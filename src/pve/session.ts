@@ -47,6 +47,32 @@ export interface GuestOnboot {
   readonly onboot: number | undefined;
 }
 
+/** A guest whose config lives on a node, as its node's guest list or /cluster/resources shows it. */
+export interface LocalGuest {
+  readonly type: GuestType;
+  readonly vmid: number;
+  readonly status?: string;
+  readonly name?: string;
+  readonly template?: number;
+}
+
+/** An entry of /nodes/{node}/qemu or /nodes/{node}/lxc (only what LocalGuest needs). */
+interface NodeGuestEntry {
+  vmid: number | string;
+  status?: string;
+  name?: string;
+  template?: number | string;
+}
+
+export interface SessionOptions {
+  /**
+   * Whether this scrape reads /cluster/resources anyway (a cluster-scope collector needs it). If not, the guests of a
+   * node come from that node's own lists, as the reference reads them: a node-scope scrape of one
+   * node does not make PVE build the whole cluster's answer.
+   */
+  readonly clusterScope: boolean;
+}
+
 export interface GuestOnbootResult {
   readonly guests: GuestOnboot[];
   /** Guests whose config could not be fetched and had no cached value. */
@@ -94,6 +120,7 @@ export class PveSession {
   constructor(
     private readonly client: PveClient,
     readonly ctx: RequestContext,
+    private readonly opts: SessionOptions = { clusterScope: true },
   ) {}
 
   /** The client's guest config cache: it lives as long as the client (per module settings and target). */
@@ -222,6 +249,37 @@ export class PveSession {
     return this.once(path, async () => this.call(path, asArray<ReplicationJob>));
   }
 
+  /**
+   * The guests whose config lives on `node`: from /cluster/resources when this scrape reads it
+   * anyway, otherwise from /nodes/{node}/qemu and /nodes/{node}/lxc (two small answers instead of
+   * the whole cluster's).
+   */
+  localGuests(node: string): Promise<LocalGuest[]> {
+    return this.once(`guests:${node}`, async () => {
+      if (this.opts.clusterScope) {
+        const resources = await this.resources();
+        return resources
+          .filter((r): r is ClusterResource & { type: GuestType; vmid: number } => (r.type === 'qemu' || r.type === 'lxc') && r.node === node && typeof r.vmid === 'number')
+          .map((r) => ({ type: r.type, vmid: r.vmid, status: r.status, name: r.name, template: r.template }));
+      }
+      const base = `/nodes/${encodeURIComponent(node)}`;
+      const [qemu, lxc] = await Promise.all([
+        this.once(`${base}/qemu`, async () => this.call(`${base}/qemu`, asArray<NodeGuestEntry>)),
+        this.once(`${base}/lxc`, async () => this.call(`${base}/lxc`, asArray<NodeGuestEntry>)),
+      ]);
+      const out: LocalGuest[] = [];
+      for (const [type, list] of [['qemu', qemu], ['lxc', lxc]] as const) {
+        for (const g of list) {
+          // PVE before 7 sent the vmid of containers as a string.
+          const vmid = Number(g.vmid);
+          if (!Number.isInteger(vmid)) continue;
+          out.push({ type, vmid, status: g.status, name: g.name, template: g.template === undefined ? undefined : Number(g.template) });
+        }
+      }
+      return out;
+    });
+  }
+
   /** /nodes/{node}/status: load, iowait, swap, KSM, root filesystem, CPU, versions. */
   nodeStatus(node: string): Promise<NodeStatus> {
     const path = `/nodes/${encodeURIComponent(node)}/status`;
@@ -285,16 +343,12 @@ export class PveSession {
   /**
    * The kept config fields of every guest on `node`: from the cache where fresh, otherwise from
    * /nodes/{node}/{type}/{vmid}/config, all requests in flight at once (the client's pool caps
-   * them). The guest list comes from /cluster/resources, shared with the cluster collectors;
-   * every collector of the scrape that asks shares the same calls.
+   * them). The guest list is localGuests(node); every collector of the scrape that asks shares
+   * the same calls.
    */
   guestConfigs(node: string): Promise<GuestConfigsResult> {
     return this.once(`configs:${node}`, async () => {
-      const resources = await this.resources();
-      const guests = resources.filter(
-        (r): r is ClusterResource & { type: GuestType; vmid: number } =>
-          (r.type === 'qemu' || r.type === 'lxc') && r.node === node && typeof r.vmid === 'number',
-      );
+      const guests = await this.localGuests(node);
       const failures: PveError[] = [];
       let fetched = 0;
       const present = new Set<string>();

@@ -1,0 +1,186 @@
+// Shared pieces of the benchmarks: a simulator in this process, the exporter as its own process
+// (node dist/main.js, as in production), and measurements of that process read from /proc
+// (utime + stime are what process.cpuUsage() reports, at the kernel's tick resolution).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { Pool, request } from 'undici';
+import { exporterConfig } from '../sim/exporter-config.ts';
+import { startSimulator, type Simulator } from '../sim/index.ts';
+import { getFreePort, waitForHttp } from '../test/helpers/net.ts';
+
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on every Linux we run on). */
+const USER_HZ = 100;
+
+export interface BenchSetup {
+  readonly nodes: number;
+  readonly guestsPerNode: number;
+  readonly latencyMs: number;
+  readonly configLatencyMs: number;
+  /** Extra node flags for the exporter process, e.g. ["--cpu-prof", "--cpu-prof-dir=/tmp/p"]. */
+  readonly nodeArgs?: readonly string[];
+  /** The build to run (default: dist/ of this checkout). */
+  readonly dist?: string;
+  /** The simulator's answers stay the same scrape after scrape (default: counters drift, as live). */
+  readonly static?: boolean;
+}
+
+export interface Running {
+  readonly sim: Simulator;
+  readonly exporter: ChildProcess;
+  readonly base: string;
+  stop(): Promise<void>;
+}
+
+export async function startPair(setup: BenchSetup): Promise<Running> {
+  const sim = await startSimulator({
+    generated: { nodes: setup.nodes, guestsPerNode: setup.guestsPerNode },
+    latencyMs: setup.latencyMs,
+    configLatencyMs: setup.configLatencyMs,
+    driftCounters: setup.static !== true,
+  });
+  const dir = mkdtempSync(path.join(tmpdir(), 'pve-exporter-bench-'));
+  const configFile = path.join(dir, 'pve.yml');
+  // An allow-list and mode 0600, so the exporter has no warning to log.
+  writeFileSync(configFile, exporterConfig(sim, 'default', { targets: ['127.0.0.1'] }), { mode: 0o600 });
+  const port = await getFreePort();
+  const main = path.resolve(setup.dist ?? new URL('../dist', import.meta.url).pathname, 'main.js');
+  const exporter = spawn(
+    process.execPath,
+    ['--max-semi-space-size=4', ...(setup.nodeArgs ?? []), main, '--config.file', configFile, '--web.listen-address', `127.0.0.1:${port}`, '--log.level', 'warn'],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  const base = `http://127.0.0.1:${port}`;
+  const exited = new Promise<void>((resolve) => exporter.once('exit', () => resolve()));
+  try {
+    await waitForHttp(`${base}/-/healthy`);
+  } catch (err) {
+    exporter.kill('SIGKILL');
+    await sim.close();
+    throw err;
+  }
+  return {
+    sim,
+    exporter,
+    base,
+    async stop() {
+      exporter.kill('SIGTERM');
+      await exited; // graceful exit: --cpu-prof writes its profile then
+      await sim.close();
+    },
+  };
+}
+
+/** CPU seconds (user + system) the process has used so far. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces) start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / USER_HZ; // utime, stime (fields 14, 15)
+}
+
+/** Resident set size of the process, MB. */
+export function rssMb(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? +(Number(m[1]) / 1024).toFixed(1) : NaN;
+}
+
+export interface ScrapeSample {
+  readonly ms: number;
+  /** The exposition's size. */
+  readonly bytes: number;
+  /** What went over the wire (gzip when asked). */
+  readonly wireBytes: number;
+  readonly apiCalls: number;
+  readonly configCalls: number;
+  readonly maxCallsPerFixedEndpoint: number;
+}
+
+/**
+ * One scrape as Prometheus makes it (Accept-Encoding: gzip unless `gzip` is false), timed to the
+ * last byte; the body is inflated and checked after the clock stops.
+ */
+export async function scrapeOnce(run: Running, query: string, gzip = true): Promise<ScrapeSample> {
+  run.sim.resetStats();
+  const t0 = performance.now();
+  const res = await request(`${run.base}/pve?target=127.0.0.1&${query}`, {
+    headers: { 'x-prometheus-scrape-timeout-seconds': '30', 'accept-encoding': gzip ? 'gzip' : 'identity' },
+  });
+  const raw = Buffer.from(await res.body.arrayBuffer());
+  const ms = performance.now() - t0;
+  const body = (res.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString('utf8');
+  if (res.statusCode !== 200) throw new Error(`scrape failed: ${res.statusCode} ${body.slice(0, 200)}`);
+  if (/pve_exporter_collector_success\{collector="[^"]+"\} 0/.test(body)) throw new Error('a collector failed during the benchmark');
+  const stats = run.sim.stats();
+  let configCalls = 0;
+  let maxFixed = 0;
+  for (const [p, n] of stats.calls) {
+    if (/\/config$/.test(p)) configCalls += n;
+    else maxFixed = Math.max(maxFixed, n);
+  }
+  return { ms, bytes: Buffer.byteLength(body), wireBytes: raw.length, apiCalls: stats.total, configCalls, maxCallsPerFixedEndpoint: maxFixed };
+}
+
+export function pct(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+export const ms1 = (v: number): number => +v.toFixed(1);
+
+/**
+ * The floor of a scrape: what no exporter can avoid. /cluster/resources fetched alone (the
+ * longest PVE answer on the critical path, the others run next to it), read whole the way the
+ * exporter reads it (keep-alive HTTPS, gzip), and sending a body of the scrape's size on the wire
+ * (gzip-compressed when the scrape was) over HTTP from a process that holds it ready.
+ */
+export async function measureFloor(run: Running, bodyBytes: number, rounds: number): Promise<{ resources_ms: number; body_ms: number; floor_ms: number }> {
+  const { credentials } = run.sim;
+  // The simulator's own certificate on loopback: the bench checks timing, not TLS.
+  const pool = new Pool(run.sim.url, { connections: 1, connect: { rejectUnauthorized: false } });
+  const headers = {
+    accept: 'application/json',
+    'accept-encoding': 'gzip',
+    authorization: `PVEAPIToken=${credentials.user}!${credentials.tokenName}=${credentials.tokenValue}`,
+  };
+  const resources: number[] = [];
+  try {
+    for (let i = 0; i < rounds + 2; i++) {
+      const t0 = performance.now();
+      const res = await pool.request({ method: 'GET', path: '/api2/json/cluster/resources', headers });
+      await res.body.arrayBuffer();
+      if (res.statusCode !== 200) throw new Error(`/cluster/resources: ${res.statusCode}`);
+      if (i >= 2) resources.push(performance.now() - t0); // the first two open the connection
+    }
+  } finally {
+    await pool.close();
+  }
+  const body = await bodyWriteMs(bodyBytes, rounds);
+  const r = pct(resources, 50);
+  return { resources_ms: ms1(r), body_ms: ms1(body), floor_ms: ms1(r + body) };
+}
+
+/** Median time to GET a ready body of `bytes` from a separate Node process (node:http, res.end). */
+async function bodyWriteMs(bytes: number, rounds: number): Promise<number> {
+  const port = await getFreePort();
+  const script = `const b=Buffer.alloc(${bytes},'a');b[b.length-1]=10;require('http').createServer((q,r)=>{r.setHeader('content-type','text/plain');r.end(b)}).listen(${port},'127.0.0.1')`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+  try {
+    const url = `http://127.0.0.1:${port}/`;
+    await waitForHttp(url);
+    const times: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const t0 = performance.now();
+      const res = await request(url);
+      await res.body.arrayBuffer();
+      times.push(performance.now() - t0);
+    }
+    return pct(times, 50);
+  } finally {
+    child.kill('SIGKILL');
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

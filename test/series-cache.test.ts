@@ -1,0 +1,129 @@
+// The encoder with a SeriesCache must write exactly what the plain encoder writes, whatever
+// changed since the previous scrape, and hold no more series than the last scrape had.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MetricFamily, counter, familyWithLabels, gauge } from '../src/exposition/family.ts';
+import { encode, encodeChunks, type Format } from '../src/exposition/encode.ts';
+import { SeriesCache, SeriesCacheStore } from '../src/exposition/series-cache.ts';
+
+const cached = (families: MetricFamily[], format: Format, cache: SeriesCache) => [...encodeChunks(families, format, cache)].join('');
+
+/** A deterministic pseudo-random sequence (the same cases every run). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 0x1_0000_0000;
+  };
+}
+
+const VALUES = [0, 1, -0, 2.5, 1e21, 1.7723232e9, NaN, Infinity, -Infinity, 42];
+const LABEL_VALUES = ['qemu/100', 'qemu/101', 'lxc/200', 'a"quote', 'back\\slash', 'new\nline', '', 'ünïcode', 'started', 'stopped'];
+
+/** One scrape's families: ids come and go, values and label values change, order shuffles. */
+function scrape(r: () => number): MetricFamily[] {
+  const pick = <T>(xs: readonly T[]) => xs[Math.floor(r() * xs.length)];
+  const ids = LABEL_VALUES.filter(() => r() < 0.7);
+  // Now and then PVE lists them in another order.
+  if (r() < 0.3) ids.sort(() => r() - 0.5);
+  const one = new MetricFamily(gauge('pve_memory_usage_bytes', 'Used memory', ['id']));
+  for (const id of ids) one.add1(id, pick(VALUES));
+  const hot = new MetricFamily(gauge('pve_ha_state', 'HA "state"\\', ['id', 'state']));
+  for (const id of ids) for (const s of ['started', 'stopped', 'error']) hot.add2(id, s, s === pick(['started', 'stopped']) ? 1 : 0);
+  const info = new MetricFamily(gauge('pve_guest_info', 'VM/CT info', ['id', 'node', 'name']));
+  for (const id of ids) info.add([id, pick(['pve1', 'pve2']), pick(LABEL_VALUES)], 1);
+  const total = new MetricFamily(counter('pve_network_transmit_bytes_total', 'sent', ['id']));
+  for (const id of ids) total.add1(id, pick(VALUES));
+  const deprecated = new MetricFamily(gauge('pve_network_transmit_bytes', 'sent (deprecated)', ['id']));
+  for (const id of ids) deprecated.add1(id, pick(VALUES));
+  const noLabels = new MetricFamily(gauge('pve_no_labels', 'none', [])).add([], pick(VALUES));
+  const dynamic = familyWithLabels(gauge('pve_version_info', 'versions', []), r() < 0.5 ? ['release', 'version'] : ['version']);
+  dynamic.add(dynamic.spec.labels.map(() => pick(LABEL_VALUES)), 1);
+  const all = [one, hot, info, total, deprecated, noLabels, dynamic].filter(() => r() < 0.85);
+  if (r() < 0.5) all.reverse();
+  return all;
+}
+
+describe('SeriesCache', () => {
+  for (const format of ['text', 'openmetrics'] as const) {
+    test(`${format}: 300 changing scrapes encode exactly as without a cache`, () => {
+      const r = rng(format === 'text' ? 1 : 2);
+      const cache = new SeriesCache();
+      for (let i = 0; i < 300; i++) {
+        const families = scrape(r);
+        assert.equal(cached(families, format, cache), encode(families, format), `scrape ${i}`);
+        // Bounded: only the series of this scrape are kept.
+        const series = families.reduce((n, f) => n + f.values.length, 0);
+        assert.equal(cache.seriesCount, series, `scrape ${i}: cache holds ${cache.seriesCount} series, the scrape had ${series}`);
+      }
+    });
+  }
+
+  test('a changed label value is escaped again, a changed value printed again', () => {
+    const cache = new SeriesCache();
+    const first = new MetricFamily(gauge('x', 'h', ['id', 'name'])).add(['qemu/100', 'web'], 1);
+    assert.equal(cached([first], 'text', cache), '# HELP x h\n# TYPE x gauge\nx{id="qemu/100",name="web"} 1\n');
+    const renamed = new MetricFamily(gauge('x', 'h', ['id', 'name'])).add(['qemu/100', 'w"eb'], 0.5);
+    assert.equal(cached([renamed], 'text', cache), '# HELP x h\n# TYPE x gauge\nx{id="qemu/100",name="w\\"eb"} 0.5\n');
+    assert.equal(cache.seriesCount, 1);
+  });
+
+  test('a family of several chunks: the changed chunk is rendered again, the others reused', () => {
+    const cache = new SeriesCache();
+    const build = (changeAt: number, label: string, value: number, count = 3000) => {
+      const f = new MetricFamily(gauge('pve_up', 'up', ['id', 'name']));
+      for (let i = 0; i < count; i++) f.add2(`qemu/${i}`, i === changeAt ? label : `vm${i}`, i === changeAt ? value : i % 2);
+      return [f];
+    };
+    for (const families of [build(-1, '', 0), build(1500, 'renamed"', 1), build(1500, 'renamed"', 7.5), build(1500, 'renamed"', 8), build(1500, 'renamed"', 8), build(1500, 'renamed"', 8), build(2999, 'last', NaN), build(-1, '', 0, 2500), build(-1, '', 0, 3100)]) {
+      assert.equal(cached(families, 'text', cache), encode(families, 'text'));
+      assert.equal(cache.seriesCount, families[0].values.length);
+    }
+  });
+
+  test('two encodes of one cache interleaved (concurrent scrapes) both stay exact', () => {
+    const r = rng(3);
+    const cache = new SeriesCache();
+    for (let i = 0; i < 50; i++) {
+      const a = scrape(r);
+      const b = scrape(r);
+      const ga = encodeChunks(a, 'text', cache);
+      const gb = encodeChunks(b, 'text', cache);
+      const outA: string[] = [];
+      const outB: string[] = [];
+      for (;;) {
+        const x = ga.next();
+        const y = gb.next();
+        if (!x.done) outA.push(x.value);
+        if (!y.done) outB.push(y.value);
+        if (x.done && y.done) break;
+      }
+      assert.equal(outA.join(''), encode(a, 'text'));
+      assert.equal(outB.join(''), encode(b, 'text'));
+    }
+  });
+
+  test('a family left out of a scrape is dropped from the cache', () => {
+    const cache = new SeriesCache();
+    const a = new MetricFamily(gauge('a', 'h', ['id'])).add(['1'], 1).add(['2'], 1);
+    const b = new MetricFamily(gauge('b', 'h', ['id'])).add(['1'], 1);
+    cached([a, b], 'text', cache);
+    assert.equal(cache.seriesCount, 3);
+    cached([b], 'text', cache);
+    assert.equal(cache.seriesCount, 1);
+  });
+
+  test('the store keeps one cache per kind of scrape, bounded by count and series', () => {
+    const store = new SeriesCacheStore({ maxCaches: 2, maxSeries: 9 });
+    const one = store.for('a');
+    assert.equal(store.for('a'), one);
+    store.for('b');
+    store.for('c');
+    assert.equal(store.size, 2);
+    assert.notEqual(store.for('a'), one, 'the least recently used cache was dropped');
+    const big = store.for('big');
+    cached([new MetricFamily(gauge('x', 'h', ['id'])).add(['1'], 1).add(['2'], 2).add(['3'], 3).add(['4'], 4).add(['5'], 5).add(['6'], 6).add(['7'], 7).add(['8'], 8).add(['9'], 9)], 'text', big);
+    store.for('big'); // its 9 series now count against the bound of 9: the others go
+    assert.equal(store.size, 1);
+  });
+});
