@@ -334,7 +334,8 @@ describe('the README quick start against a three-node cluster with known problem
   test('a node going offline is one more alert, and its storages and guests are not', async (t) => {
     if (!requireTool(t, 'prometheus', HINT)) return;
     sim!.setNodeOffline('pve3', true);
-    const more = [...problems, { alertname: 'PveNodeDown', labels: { pve_node: 'pve3' } }];
+    // qemu/104 lives on pve3: its failed backup is PveNodeDown's now, like its other troubles.
+    const more = [...problems.filter((p) => p.alertname !== 'PveGuestBackupFailed'), { alertname: 'PveNodeDown', labels: { pve_node: 'pve3' } }];
     const [q, l] = await Promise.all([firingOncePerProblem(quick!, more, 'quick start, pve3 offline'), firingOncePerProblem(legacy!, more, 'cluster=1&node=1, pve3 offline')]);
     assertOnePerProblem(q, 'quick start, pve3 offline');
     assertOnePerProblem(l, 'cluster=1&node=1, pve3 offline');
