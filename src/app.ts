@@ -17,6 +17,7 @@ import { BasicAuthVerifier } from './web/basic-auth.ts';
 import type { Lifecycle, ReloadOutcome } from './web/lifecycle.ts';
 import { describeSecurity, loadWebSetup, type WebSetup } from './web/setup.ts';
 import { ClientCertPolicy, serverOptions } from './web/tls.ts';
+import { RecentScrapes } from './web/recent.ts';
 
 export interface App {
   readonly state: AppState;
@@ -56,7 +57,7 @@ export async function startApp(opts: Options, config: LoadedConfig, log: Logger,
   });
   const scraper = new Scraper(
     clients,
-    { switches: opts.collectors, defaultTimeout: opts.defaultTimeout },
+    { switches: opts.collectors, defaultTimeout: opts.defaultTimeout, cacheTtl: opts.cacheTtl, maxCachedResults: opts.maxTargets },
     self,
     new FailureLog(log),
   );
@@ -88,6 +89,9 @@ export async function startApp(opts: Options, config: LoadedConfig, log: Logger,
     auth: new BasicAuthVerifier(),
     lifecycle,
     security: () => describeSecurity(setup),
+    recent: new RecentScrapes(opts.recentScrapes),
+    cacheTtl: opts.cacheTtl,
+    reloads: { lastSuccess: Date.now(), lastAttempt: Date.now(), ok: true, trigger: 'start' },
   };
   state.auth.prepare(setup.web?.users ?? new Map());
   const readConfig = hooks.loadConfig ?? (() => loadConfig(opts.configFile, process.env));
@@ -109,11 +113,13 @@ export async function startApp(opts: Options, config: LoadedConfig, log: Logger,
       setup = nextSetup;
       self.initModules(next.modules.keys());
       self.configLoaded(true);
+      state.reloads = { lastSuccess: Date.now(), lastAttempt: Date.now(), ok: true, trigger };
       log.info({ trigger, modules: [...next.modules.keys()], access: describeSecurity(setup) }, 'configuration reloaded');
       return { ok: true };
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
       self.configLoaded(false);
+      state.reloads = { ...state.reloads, lastAttempt: Date.now(), ok: false, trigger, error };
       log.error({ trigger, error }, 'configuration reload failed; keeping the old one');
       return { ok: false, error };
     }

@@ -32,6 +32,10 @@ export interface Options {
   collectorTtls: Record<string, number>;
   /** Scrape deadline in seconds when the scraper sends no X-Prometheus-Scrape-Timeout-Seconds. */
   defaultTimeout: number;
+  /** Seconds a scrape result is reused by identical scrapes; 0 = off. */
+  cacheTtl: number;
+  /** Scrapes kept for the landing page (with their logs); 0 = none. */
+  recentScrapes: number;
   logLevel: LogLevel;
   /** --push.config.file: remote write jobs (docs/push.md). */
   pushConfigFile?: string;
@@ -73,6 +77,14 @@ function parseByteSize(name: string, min: number, max: number) {
     if (!Number.isFinite(n) || n < min || n > max) {
       throw new InvalidArgumentError(`${name} must be a size from ${min} bytes to ${max / 1024 ** 3} GiB, e.g. 67108864 or 64MiB`);
     }
+    return n;
+  };
+}
+
+function nonNegativeSeconds(name: string, max: number) {
+  return (raw: string): number => {
+    const n = Number(raw.trim().replace(/s$/, ''));
+    if (raw.trim() === '' || !Number.isFinite(n) || n < 0 || n > max) throw new InvalidArgumentError(`${name} must be a number of seconds from 0 to ${max}`);
     return n;
   };
 }
@@ -126,6 +138,19 @@ export function buildCommand(): Command {
       new Option('--scrape.default-timeout <seconds>', 'scrape deadline when the scraper sends no X-Prometheus-Scrape-Timeout-Seconds')
         .default(10)
         .argParser(positiveSeconds('--scrape.default-timeout')),
+    )
+    .addOption(
+      new Option(
+        '--scrape.cache-ttl <seconds>',
+        'reuse a scrape result for identical scrapes (same module, target, scopes) this long, with no PVE call; for several Prometheus servers scraping the same targets, e.g. 2/3 of the scrape interval; 0 = off',
+      )
+        .default(0)
+        .argParser(nonNegativeSeconds('--scrape.cache-ttl', 3600)),
+    )
+    .addOption(
+      new Option('--web.recent-scrapes <n>', 'scrapes shown on the landing page, each with its debug log; 0 = none')
+        .default(50)
+        .argParser(intInRange('--web.recent-scrapes', 0, 10_000)),
     )
     .addOption(new Option('--log.level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
     .addOption(
@@ -231,6 +256,8 @@ export function parseCli(argv: readonly string[]): Options {
     configCacheTtl: o['pve.configCacheTtl'] as number,
     collectorTtls,
     defaultTimeout: o['scrape.defaultTimeout'] as number,
+    cacheTtl: o['scrape.cacheTtl'] as number,
+    recentScrapes: o['web.recentScrapes'] as number,
     logLevel: o['log.level'] as LogLevel,
   };
 }

@@ -3,11 +3,14 @@
 import { MetricFamily, gauge } from './exposition/family.ts';
 import type { ModuleConfig } from './config.ts';
 import type { ClientCache, RequestContext, Target } from './pve/client.ts';
-import { targetKey } from './pve/client.ts';
+import { connectionSettingsDigest, targetKey } from './pve/client.ts';
 import { PveError } from './pve/errors.ts';
 import { PveSession } from './pve/session.ts';
 import type { ClusterStatusEntry } from './pve/types.ts';
 import { Deadline, type DeadlineCause } from './scrape/deadline.ts';
+import { Coalescer } from './scrape/coalesce.ts';
+import { DEBUG_LOG_MAX_CALLS, describeAuth, privilegeFor, ScrapeLog, STORED_LOG_MAX_CALLS } from './scrape/debug-log.ts';
+import { ResultCache } from './scrape/result-cache.ts';
 import { SCRAPE_COLLECTORS, type CollectorSwitches } from './collectors/registry.ts';
 import { PartialFailure, type EndpointUse, type ScrapeCollector } from './collectors/types.ts';
 import type { FailureLog } from './log.ts';
@@ -25,6 +28,8 @@ export interface ScrapeRequest {
   readonly scrapeTimeoutSeconds?: number;
   /** Aborted when the scraper hangs up: the scrape stops and its pending PVE requests are aborted. */
   readonly signal?: AbortSignal;
+  /** debug=true: a collection of its own (never shared or cached) with a log of every call. */
+  readonly debug?: boolean;
 }
 
 /** What /pve/sd needs: one target's cluster status, under the same deadline rules as a scrape. */
@@ -42,7 +47,13 @@ export interface CollectorOutcome {
   readonly error?: string;
   /** Said once per target, not a failure: an endpoint this PVE release does not have (501). */
   readonly unavailable?: string;
+  /** The failing PVE call, when one failed (for the privilege a 403 asks for). */
+  readonly failedPath?: string;
+  readonly failedStatus?: number;
 }
+
+/** How a scrape got its result: a collection of its own, one in flight it joined, or the cache. */
+export type ServedFrom = 'collected' | 'shared' | 'cached';
 
 export interface ScrapeResult {
   /** 500 when no PVE call succeeded (unreachable, TLS, authentication, not PVE, no answer in time). */
@@ -51,6 +62,14 @@ export interface ScrapeResult {
   readonly error?: string;
   readonly outcomes: CollectorOutcome[];
   readonly apiCalls: number;
+  /** What the collection did (src/scrape/debug-log.ts). */
+  readonly log: ScrapeLog;
+}
+
+export interface ScrapeAnswer extends ScrapeResult {
+  readonly served: ServedFrom;
+  /** Epoch ms the collection started. */
+  readonly collectedAt: number;
 }
 
 export interface ScraperOptions {
@@ -59,6 +78,10 @@ export interface ScraperOptions {
   readonly defaultTimeout: number;
   /** Clock of the deadlines; the clients' clock must agree (tests inject one for both). */
   readonly now?: () => number;
+  /** --scrape.cache-ttl, seconds; 0 (default) = every scrape collects. */
+  readonly cacheTtl?: number;
+  /** Most results cached at once (default 1000). */
+  readonly maxCachedResults?: number;
 }
 
 class DeadlineReached extends Error {
@@ -68,12 +91,22 @@ class DeadlineReached extends Error {
 }
 
 export class Scraper {
+  private readonly flights = new Coalescer<ScrapeResult>();
+  private readonly cache: ResultCache<ScrapeResult>;
+
   constructor(
     private readonly clients: ClientCache,
     private readonly opts: ScraperOptions,
     private readonly self: SelfMetrics,
     private readonly failures: FailureLog,
-  ) {}
+  ) {
+    this.cache = new ResultCache(opts.cacheTtl ?? 0, opts.maxCachedResults ?? 1000);
+  }
+
+  /** Collections in flight (shared by identical scrapes) and results cached. */
+  get sharing(): { inFlight: number; cached: number } {
+    return { inFlight: this.flights.size, cached: this.cache.size };
+  }
 
   enabledCollectors(cluster: boolean, node: boolean): ScrapeCollector[] {
     return SCRAPE_COLLECTORS.filter(
@@ -81,20 +114,80 @@ export class Scraper {
     );
   }
 
-  async scrape(req: ScrapeRequest): Promise<ScrapeResult> {
+  /**
+   * One /pve scrape: served from the result cache when a fresh one is there, else joined to an
+   * identical collection in flight, else collected. debug=true always collects on its own.
+   */
+  async scrape(req: ScrapeRequest): Promise<ScrapeAnswer> {
+    const moduleName = req.module.name;
+    const collectors = this.enabledCollectors(req.cluster, req.node);
+    if (req.debug) {
+      this.self.scrapes.inc({ module: moduleName, result: 'collected' });
+      const collectedAt = Date.now();
+      const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal, this.opts.now);
+      const result = await this.collect(req, collectors, deadline, this.newLog(req, DEBUG_LOG_MAX_CALLS));
+      return this.answered({ ...result, served: 'collected', collectedAt }, moduleName);
+    }
+    const key = scrapeKey(req, collectors);
+    const hit = this.cache.get(key);
+    if (hit) {
+      this.self.scrapes.inc({ module: moduleName, result: 'cached' });
+      return { ...hit.value, served: 'cached', collectedAt: hit.collectedAt };
+    }
+    const waiter = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal, this.opts.now);
+    try {
+      const flight = this.flights.join(key, waiter, async (shared) => {
+        const startedAt = Date.now();
+        const result = await this.collect(req, collectors, shared, this.newLog(req, STORED_LOG_MAX_CALLS));
+        if (result.status === 200) this.cache.set(key, result, startedAt);
+        return result;
+      });
+      const served: ServedFrom = flight.joined ? 'shared' : 'collected';
+      this.self.scrapes.inc({ module: moduleName, result: served });
+      const outcome = await flight.wait();
+      if (outcome.ok) return this.answered({ ...outcome.value, served, collectedAt: flight.startedAt }, moduleName);
+      // This scrape gave up on the collection (it goes on for the other waiters).
+      const log = this.newLog(req, 0);
+      if (outcome.cause === 'hangup') {
+        log.finish(500, 0, 'the scraper hung up');
+        return { status: 500, families: [], error: 'the scraper hung up', outcomes: [], apiCalls: 0, log, served, collectedAt: flight.startedAt };
+      }
+      const error = `${deadlineMessage(waiter)}, waiting for a collection shared with another scrape (started ${((Date.now() - flight.startedAt) / 1000).toFixed(1)}s ago)`;
+      log.finish(500, 0, error);
+      return this.answered({ status: 500, families: [], error, outcomes: [], apiCalls: 0, log, served, collectedAt: flight.startedAt }, moduleName);
+    } finally {
+      waiter.dispose();
+    }
+  }
+
+  /** Counts an answer of 500 (not a hang-up: nobody got it) in pve_request_errors_total. */
+  private answered(a: ScrapeAnswer, moduleName: string): ScrapeAnswer {
+    if (a.status === 500 && a.error !== 'the scraper hung up') this.self.requestErrors.inc({ module: moduleName });
+    return a;
+  }
+
+  private newLog(req: ScrapeRequest, maxCalls: number): ScrapeLog {
+    return new ScrapeLog(
+      { module: req.module.name, target: targetKey(req.target), cluster: req.cluster, node: req.node, auth: describeAuth(req.module) },
+      maxCalls,
+    );
+  }
+
+  /** One collection under `deadline` (which it disposes): every collector at once, per-collector outcome. */
+  private async collect(req: ScrapeRequest, collectors: ScrapeCollector[], deadline: Deadline, log: ScrapeLog): Promise<ScrapeResult> {
     const started = performance.now();
-    const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal, this.opts.now);
     const deadlineReached = deadline.reached((cause) => new DeadlineReached(cause));
     const lease = this.clients.acquire(req.module, req.target);
-    const session = new PveSession(lease.client, requestContext(deadline, req.module.name));
-    const collectors = this.enabledCollectors(req.cluster, req.node);
+    const session = new PveSession(lease.client, requestContext(deadline, req.module.name, log));
     const families: MetricFamily[] = [];
     const outcomes: CollectorOutcome[] = [];
+    const familiesOf = new Map<string, MetricFamily[]>();
     try {
       const results = await Promise.all(collectors.map((c) => this.runCollector(c, session, deadlineReached)));
       for (const r of results) {
         families.push(...r.families);
         outcomes.push(r.outcome);
+        familiesOf.set(r.outcome.name, r.families);
       }
     } finally {
       // Whatever is still pending is abandoned now: aborted, not left to run after the answer.
@@ -110,13 +203,24 @@ export class Scraper {
     for (const [collector, n] of session.staleServed) this.self.cacheStale.inc({ module: moduleName, collector }, n);
 
     const apiCalls = session.succeeded + session.failures.length;
+    for (const o of outcomes) {
+      const c = collectors.find((x) => x.name === o.name)!;
+      const series = familiesOf.get(o.name)?.reduce((n, f) => n + f.values.length, 0) ?? 0;
+      // The error already names the privilege when the registry has it (describeFor); say it once.
+      const named = o.error?.includes('(privilege for ') ?? false;
+      const privilege = o.failedStatus === 403 && o.failedPath && !named ? privilegeFor(c, SCRAPE_COLLECTORS, o.failedPath) : undefined;
+      log.collector({ name: o.name, ok: o.ok, seconds: o.seconds, series, error: o.error, privilege });
+    }
     // Nobody to answer: no failure to log or count, the target did nothing wrong.
-    if (deadline.cause === 'hangup') return { status: 500, families: [], error: 'the scraper hung up', outcomes, apiCalls };
+    if (deadline.cause === 'hangup') {
+      log.finish(500, 0, 'the scraper hung up');
+      return { status: 500, families: [], error: 'the scraper hung up', outcomes, apiCalls, log };
+    }
     const fatal = collectors.length > 0 && session.succeeded === 0 ? noDataReason(session, deadline) : undefined;
     if (fatal !== undefined) {
-      this.self.requestErrors.inc({ module: moduleName });
       this.failures.failed(`${moduleName}|${target}|*`, { module: moduleName, target }, fatal);
-      return { status: 500, families: [], error: fatal, outcomes, apiCalls };
+      log.finish(500, 0, fatal);
+      return { status: 500, families: [], error: fatal, outcomes, apiCalls, log };
     }
     this.failures.succeeded(`${moduleName}|${target}|*`, { module: moduleName, target });
     const success = new MetricFamily(COLLECTOR_SUCCESS);
@@ -135,7 +239,8 @@ export class Scraper {
     }
     const merged = mergeSameName(families);
     if (outcomes.length > 0) merged.push(success, duration);
-    return { status: 200, families: merged, outcomes, apiCalls };
+    log.finish(200, merged.reduce((n, f) => n + f.values.length, 0));
+    return { status: 200, families: merged, outcomes, apiCalls, log };
   }
 
   /** /cluster/status of one target for /pve/sd: same client cache, same deadline, same hang-up rule. */
@@ -157,27 +262,60 @@ export class Scraper {
     deadlineReached: Promise<never>,
   ): Promise<{ families: MetricFamily[]; outcome: CollectorOutcome }> {
     const t0 = performance.now();
-    const done = (ok: boolean, families: MetricFamily[], error?: string, unavailable?: string) => ({
+    const done = (ok: boolean, families: MetricFamily[], err?: unknown, unavailable?: string) => ({
       families,
-      outcome: { name: c.name, ok, seconds: (performance.now() - t0) / 1000, error, unavailable },
+      outcome: {
+        name: c.name,
+        ok,
+        seconds: (performance.now() - t0) / 1000,
+        error: err === undefined ? undefined : describeFor(c, err),
+        unavailable,
+        failedPath: err instanceof PveError ? err.path : undefined,
+        failedStatus: err instanceof PveError ? err.status : undefined,
+      },
     });
     try {
       const families = await Promise.race([c.collect(session), deadlineReached]);
       return done(true, families);
     } catch (err) {
-      if (err instanceof PartialFailure) return done(false, err.families, describeFor(c, err.failure));
+      if (err instanceof PartialFailure) return done(false, err.families, err.failure);
       // Not in this PVE release: nothing to collect is not a failure; the log says it once.
       const since = err instanceof PveError && err.status === 501 ? endpointOf(c, err.path)?.since : undefined;
       if (since !== undefined && err instanceof PveError) {
         return done(true, [], undefined, `${err.path} is not available on this PVE version (${err.message}; it needs ${since}); the ${c.name} collector yields no series`);
       }
-      return done(false, [], describeFor(c, err));
+      return done(false, [], err);
     }
   }
 }
 
-function requestContext(deadline: Deadline, module: string): RequestContext {
-  return { signal: deadline.signal, deadline: deadline.at, module };
+function requestContext(deadline: Deadline, module: string, trace?: ScrapeLog): RequestContext {
+  // A getter: a shared collection's deadline moves later when a scrape with a later one joins.
+  return {
+    signal: deadline.signal,
+    get deadline() {
+      return deadline.at;
+    },
+    module,
+    trace,
+  };
+}
+
+/**
+ * Scrapes with equal keys get equal answers: the same module (name and connection settings by
+ * value, so a reload that changes a module never shares with the old one), target, scopes and
+ * collectors. The format is not in it: what is shared are the families, encoded per answer in the
+ * format each scraper asked for.
+ */
+function scrapeKey(req: ScrapeRequest, collectors: readonly ScrapeCollector[]): string {
+  return [
+    req.module.name,
+    connectionSettingsDigest(req.module),
+    targetKey(req.target),
+    `cluster=${req.cluster ? 1 : 0}`,
+    `node=${req.node ? 1 : 0}`,
+    collectors.map((c) => c.name).join(','),
+  ].join('|');
 }
 
 function describe(err: unknown): string {

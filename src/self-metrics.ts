@@ -26,6 +26,12 @@ export const SELF_FAMILIES = {
     'Expired cache entries served because their refresh from PVE failed, by module and collector',
     ['module', 'collector'],
   ),
+  scrapes: spec(
+    'pve_exporter_scrapes_total',
+    'counter',
+    '/pve scrapes by how they got their result: collected (a collection of their own), shared (joined an identical collection in flight), cached (from --scrape.cache-ttl, no PVE call)',
+    ['module', 'result'],
+  ),
   targetRefused: spec(
     'pve_exporter_target_refused_total',
     'counter',
@@ -78,6 +84,7 @@ export class SelfMetrics {
   readonly guestConfigFetches: Counter<'module'>;
   readonly cacheStale: Counter<'module' | 'collector'>;
   readonly targetRefused: Counter<'module'>;
+  readonly scrapes: Counter<'module' | 'result'>;
   private readonly reloadSuccess: Gauge;
   private readonly reloadTime: Gauge;
   readonly apiDuration?: Histogram<'module' | 'endpoint' | 'status'>;
@@ -96,6 +103,7 @@ export class SelfMetrics {
     for (const module of modules) {
       this.requestErrors.inc({ module }, 0);
       this.targetRefused.inc({ module }, 0);
+      for (const result of ['collected', 'shared', 'cached']) this.scrapes.inc({ module, result }, 0);
     }
   }
 
@@ -131,6 +139,7 @@ export class SelfMetrics {
     });
     this.cacheStale = new Counter({ name: f.cacheStale.name, help: f.cacheStale.help, labelNames: ['module', 'collector'], registers: [r] });
     this.targetRefused = new Counter({ name: f.targetRefused.name, help: f.targetRefused.help, labelNames: ['module'], registers: [r] });
+    this.scrapes = new Counter({ name: f.scrapes.name, help: f.scrapes.help, labelNames: ['module', 'result'], registers: [r] });
     this.reloadSuccess = new Gauge({ name: f.configReloadSuccess.name, help: f.configReloadSuccess.help, registers: [r] });
     this.reloadTime = new Gauge({ name: f.configReloadTime.name, help: f.configReloadTime.help, registers: [r] });
     new Gauge({ name: f.buildInfo.name, help: f.buildInfo.help, labelNames: ['version', 'nodejs'], registers: [r] }).set(

@@ -5,21 +5,22 @@ import { createGzip, gzip } from 'node:zlib';
 import type { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import type { LoadedConfig, ModuleConfig } from './config.ts';
-import { COLLECTORS, type CollectorSwitches } from './collectors/registry.ts';
-import { encodeChunks, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './exposition/encode.ts';
+import type { CollectorSwitches } from './collectors/registry.ts';
+import { encode, encodeChunks, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './exposition/encode.ts';
 import type { Logger } from './log.ts';
-import type { ClientCache } from './pve/client.ts';
+import { targetKey, type ClientCache } from './pve/client.ts';
 import { PveError } from './pve/errors.ts';
 import { checkTargetAllowed, TargetRefused } from './pve/target-policy.ts';
 import { parseScrapeTimeout, parseSwitch, parseTarget, QueryError, readParams } from './query.ts';
 import type { Scraper } from './scrape.ts';
 import { buildSdGroups, type SdAddress } from './sd.ts';
 import type { SelfMetrics } from './self-metrics.ts';
-import { VERSION } from './version.ts';
 import type { BasicAuthVerifier } from './web/basic-auth.ts';
 import { LIFECYCLE_PATHS, lifecycleAnswer, type Lifecycle } from './web/lifecycle.ts';
 import { negotiateFormat, negotiateGzip } from './web/negotiate.ts';
 import type { WebConfig } from './web/web-config.ts';
+import { landingPage } from './web/landing.ts';
+import { RecentScrapes } from './web/recent.ts';
 
 const gzipAsync = promisify(gzip);
 
@@ -38,7 +39,28 @@ export interface AppState {
   readonly lifecycle: Lifecycle;
   /** One line for the landing page: TLS, client certificates, basic auth. */
   security(): string;
+  /** The last scrapes with their logs (landing page, /logs). */
+  readonly recent: RecentScrapes;
+  /** --scrape.cache-ttl, seconds. */
+  readonly cacheTtl: number;
+  /** The configuration's last load (start or reload), for the landing page. */
+  reloads: ReloadState;
 }
+
+export interface ReloadState {
+  /** Epoch ms of the last successful load. */
+  readonly lastSuccess: number;
+  /** Epoch ms of the last attempt. */
+  readonly lastAttempt: number;
+  readonly ok: boolean;
+  /** "start", "SIGHUP", "/-/reload". */
+  readonly trigger: string;
+  readonly error?: string;
+}
+
+/** First line of /metrics: the top support question upstream is "I only see python_* metrics". */
+export const METRICS_POINTER =
+  '# This is the exporter\'s own metrics. The PVE metrics are at /pve?target=<pve host>&module=<module> (see / for a Prometheus scrape config).\n';
 
 class HttpError extends Error {
   constructor(
@@ -72,12 +94,15 @@ function pickModule(state: AppState, params: Map<string, string>): ModuleConfig 
 }
 
 async function handlePve(state: AppState, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-  const params = readParams(url.searchParams, ['target', 'module', 'cluster', 'node']);
+  const params = readParams(url.searchParams, ['target', 'module', 'cluster', 'node', 'debug']);
   const module = pickModule(state, params);
   const target = parseTarget(params.get('target') ?? 'localhost', module.port);
+  const debug = parseDebug(params.get('debug'));
   checkTargetAllowed(module, target.host, target.port); // before any client or connection exists
   const cluster = parseSwitch(params.get('cluster'));
   const node = parseSwitch(params.get('node'));
+  const arrived = Date.now();
+  const t0 = performance.now();
   const result = await state.scraper.scrape({
     module,
     target,
@@ -85,8 +110,33 @@ async function handlePve(state: AppState, req: IncomingMessage, res: ServerRespo
     node,
     scrapeTimeoutSeconds: parseScrapeTimeout(req.headers['x-prometheus-scrape-timeout-seconds']),
     signal: hangupSignal(res),
+    debug,
+  });
+  state.recent.add({
+    time: arrived,
+    module: module.name,
+    target: targetKey(target),
+    cluster,
+    node,
+    served: result.served,
+    debug,
+    status: res.destroyed ? 'hung up' : result.status,
+    seconds: (performance.now() - t0) / 1000,
+    collectedAt: result.collectedAt,
+    failing: result.outcomes.filter((o) => !o.ok).map((o) => ({ name: o.name, error: o.error ?? 'failed' })),
+    error: result.error,
+    log: result.log.bounded(),
   });
   if (res.destroyed) return; // the scraper hung up: nobody to answer
+  if (debug) {
+    // As blackbox_exporter: the log, then what the scrape would have returned, always 200.
+    const metrics =
+      result.status === 200
+        ? `\nMetrics the scrape would have returned:\n\n${encode(result.families, 'text')}`
+        : `\nThe scrape would have answered ${result.status}: Error scraping target ${target.host}: ${result.error ?? 'failed'}\n`;
+    await send(req, res, 200, 'text/plain; charset=utf-8', result.log.render() + metrics);
+    return;
+  }
   if (result.status === 500) {
     await send(req, res, 500, 'text/plain; charset=utf-8', `Error scraping target ${target.host}: ${result.error ?? 'failed'}\n`);
     return;
@@ -165,6 +215,25 @@ async function handleSd(state: AppState, req: IncomingMessage, res: ServerRespon
   }
 }
 
+/** debug=true|false (blackbox_exporter's parameter); anything else is a 400. */
+function parseDebug(raw: string | undefined): boolean {
+  if (raw === undefined) return false;
+  const s = raw.toLowerCase();
+  if (s === 'true' || s === '1') return true;
+  if (s === 'false' || s === '0' || s === '') return false;
+  throw new QueryError(`debug must be "true" or "false", not "${raw}"`);
+}
+
+/** /logs?id=N: the stored log of one of the recent scrapes. */
+async function handleLogs(state: AppState, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  const params = readParams(url.searchParams, ['id']);
+  const raw = params.get('id') ?? '';
+  if (!/^\d+$/.test(raw)) throw new QueryError('id must be the number of a recent scrape (see /)');
+  const entry = state.recent.get(Number(raw));
+  if (!entry) throw new HttpError(404, `scrape ${raw} is not kept (the last ${state.recent.capacity} are, --web.recent-scrapes); see /`);
+  await send(req, res, 200, 'text/plain; charset=utf-8', RecentScrapes.render(entry));
+}
+
 /** Aborted when the connection closes before the answer is complete: the scraper hung up. */
 function hangupSignal(res: ServerResponse): AbortSignal {
   const hangup = new AbortController();
@@ -172,46 +241,6 @@ function hangupSignal(res: ServerResponse): AbortSignal {
     if (!res.writableFinished) hangup.abort();
   });
   return hangup.signal;
-}
-
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-}
-
-function landingPage(state: AppState): string {
-  const modules = [...state.config.modules.keys()];
-  const first = encodeURIComponent(modules[0] ?? 'default');
-  const moduleItems = modules.map((m) => `<li><code>${escapeHtml(m)}</code></li>`).join('');
-  const collectorRows = COLLECTORS.map((c) => {
-    const endpoints =
-      c.kind === 'scrape' ? c.endpoints.map((e) => `<code>${escapeHtml(e.path)}</code> (${escapeHtml(e.privilege)}; per ${e.cost})`).join('<br>') : '';
-    const why = c.kind === 'scrape' && !state.switches[c.name] && c.offReason ? ` <em>Off by default: ${escapeHtml(c.offReason)}</em>` : '';
-    return `<tr><td><code>${escapeHtml(c.name)}</code></td><td>${c.kind === 'scrape' ? c.scope : '/metrics'}</td><td>${
-      state.switches[c.name] ? 'on' : 'off'
-    }</td><td>${escapeHtml(c.description)}${why}</td><td>${endpoints}</td></tr>`;
-  }).join('');
-  return `<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>pve-exporter</title>
-<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}code{background:#eee;padding:0 .2em}td,th{text-align:left;padding:.2em .6em}</style>
-</head><body>
-<h1>pve-exporter ${escapeHtml(VERSION)}</h1>
-<p>Prometheus exporter for Proxmox VE, compatible with prometheus-pve-exporter. Prometheus scrapes
-<code>/pve?target=&lt;pve host&gt;&amp;module=&lt;module&gt;&amp;cluster=1&amp;node=1</code>; relabel
-<code>__address__</code> into <code>__param_target</code> and point <code>__address__</code> at this exporter.</p>
-<ul>
-<li><a href="pve?target=localhost&amp;module=${first}">pve?target=localhost&amp;module=${escapeHtml(decodeURIComponent(first))}</a>: metrics of a PVE target</li>
-<li><a href="pve/sd?target=localhost&amp;module=${first}">pve/sd?target=localhost&amp;module=${escapeHtml(decodeURIComponent(first))}</a>: HTTP service discovery of the cluster's nodes</li>
-<li><a href="metrics">metrics</a>: the exporter's own metrics</li>
-<li><a href="-/healthy">-/healthy</a>, <a href="-/ready">-/ready</a></li>
-<li><code>POST /-/reload</code>, <code>POST /-/quit</code>: ${
-    state.lifecycle.enabled ? 'enabled (--web.enable-lifecycle)' : 'disabled (start with --web.enable-lifecycle to use them; SIGHUP reloads)'
-  }</li>
-</ul>
-<p>Access: ${escapeHtml(state.security())}</p>
-<h2>Modules (from ${escapeHtml(state.config.source)})</h2><ul>${moduleItems}</ul>
-<h2>Collectors</h2><table><tr><th>name</th><th>scope</th><th>state</th><th>what</th><th>PVE endpoints (privilege; calls)</th></tr>${collectorRows}</table>
-</body></html>
-`;
 }
 
 export function createRequestHandler(state: AppState): (req: IncomingMessage, res: ServerResponse) => void {
@@ -274,13 +303,15 @@ async function route(state: AppState, req: IncomingMessage, res: ServerResponse)
   }
   switch (url.pathname) {
     case '/':
-      return send(req, res, 200, 'text/html; charset=utf-8', landingPage(state));
+      return send(req, res, 200, 'text/html; charset=utf-8', landingPage(state, req.headers.host));
+    case '/logs':
+      return handleLogs(state, req, res, url);
     case '/pve':
       return handlePve(state, req, res, url);
     case '/pve/sd':
       return handleSd(state, req, res, url);
     case '/metrics': {
-      const body = await state.self.registry.metrics();
+      const body = METRICS_POINTER + (await state.self.registry.metrics());
       return send(req, res, 200, state.self.registry.contentType, body);
     }
     case '/-/healthy':

@@ -31,6 +31,8 @@ test('--help lists every flag with its default', () => {
     ['--pve.concurrency', '8'],
     ['--pve.config-cache-ttl', '300'],
     ['--scrape.default-timeout', '10'],
+    ['--scrape.cache-ttl', '0'],
+    ['--web.recent-scrapes', '50'],
     ['--log.level', 'info'],
   ]) {
     assert.ok(help.includes(flag), flag);

@@ -215,8 +215,9 @@ describe('shared password login (bug 5)', () => {
     const module = exp.app.state.config.modules.get('default')!;
     const target = { host: '127.0.0.1', port: sim.port };
     const scraper = exp.app.state.scraper;
-    // Both start in the same tick: the short one starts the login, the long one joins it.
-    const short = scraper.scrape({ module, target, cluster: true, node: true, scrapeTimeoutSeconds: 0.3 });
+    // Both start in the same tick: the short one starts the login, the long one joins it. Different
+    // scopes, so they are two collections (identical scrapes would share one: scrape-sharing.test.ts).
+    const short = scraper.scrape({ module, target, cluster: true, node: false, scrapeTimeoutSeconds: 0.3 });
     const long = scraper.scrape({ module, target, cluster: true, node: true, scrapeTimeoutSeconds: 10 });
     const [s, l] = await Promise.all([short, long]);
     assert.equal(s.status, 500);

@@ -12,6 +12,11 @@ import { fileURLToPath } from 'node:url';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { parseConfigText } from '../src/config.ts';
 import { findHelm, requireHelm } from './helpers/tools.ts';
+import { ConfigMap, Endpoints, Secret, Service } from 'kubernetes-models/v1';
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { EndpointSlice } from 'kubernetes-models/discovery.k8s.io/v1';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
+import { Probe, ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CHART = path.join(ROOT, 'deploy/helm/pve-exporter');
@@ -524,4 +529,132 @@ test('NOTES warn about modules without an allow-list, and only about those', (t)
   assert.doesNotMatch(closed, /WARNING/);
   const mixed = renderNotes({ config: { ...ciValues('default-values.yaml').config, b: { ...ciValues('default-values.yaml').config.default, targets: ['pve1'] } } });
   assert.match(mixed, /WARNING: module\(s\) default have no/);
+});
+
+// ---- Kubernetes schemas: every rendered object validated against the API's OpenAPI schemas ----
+// kubernetes-models ships the Kubernetes (and, in @kubernetes-models/prometheus-operator, the
+// Prometheus Operator CRD) schemas with an ajv validator, offline.
+
+const MODELS: Record<string, { validate(o: K8sObject): void }> = {
+  'v1/ConfigMap': { validate: (o) => new ConfigMap(o as never).validate() },
+  'v1/Endpoints': { validate: (o) => new Endpoints(o as never).validate() },
+  'v1/Secret': { validate: (o) => new Secret(o as never).validate() },
+  'v1/Service': { validate: (o) => new Service(o as never).validate() },
+  'apps/v1/Deployment': { validate: (o) => new Deployment(o as never).validate() },
+  'discovery.k8s.io/v1/EndpointSlice': { validate: (o) => new EndpointSlice(o as never).validate() },
+  'networking.k8s.io/v1/NetworkPolicy': { validate: (o) => new NetworkPolicy(o as never).validate() },
+  'monitoring.coreos.com/v1/ServiceMonitor': { validate: (o) => new ServiceMonitor(o as never).validate() },
+  'monitoring.coreos.com/v1/Probe': { validate: (o) => new Probe(o as never).validate() },
+};
+
+function validateObjects(objects: K8sObject[], what: string): void {
+  for (const o of objects) {
+    const model = MODELS[`${o.apiVersion}/${o.kind}`];
+    assert.ok(model, `${what}: no schema for ${o.apiVersion} ${o.kind}`);
+    try {
+      model.validate(o);
+    } catch (err) {
+      assert.fail(`${what}: ${o.kind}/${o.metadata.name} does not match the Kubernetes schema: ${String(err)}`);
+    }
+  }
+}
+
+const EXAMPLES = path.join(CHART, 'examples');
+
+test('every rendered object of every ci/ and examples/ value set matches its Kubernetes schema', (t) => {
+  if (!requireHelm(t)) return;
+  const sets: (string | object)[][] = readdirSync(path.join(CHART, 'ci')).filter((f) => f.endsWith('.yaml')).map((f) => [`ci/${f}`]);
+  sets.push(['ci/hypervisors-values.yaml', { hypervisors: { endpointsKind: 'EndpointSlice' } }]);
+  sets.push(['ci/monitoring-values.yaml', 'ci/hypervisors-values.yaml', 'ci/tls-values.yaml', 'ci/extras-values.yaml']);
+  for (const env of ['prod', 'staging']) sets.push([path.join(EXAMPLES, 'values-common.yaml'), path.join(EXAMPLES, `values-${env}.yaml`)]);
+  const seen = new Set<string>();
+  for (const set of sets) {
+    const objects = render(...set.map((v) => (typeof v === 'string' && v.startsWith('/') ? path.relative(CHART, v) : v)));
+    validateObjects(objects, JSON.stringify(set));
+    for (const o of objects) seen.add(o.kind);
+  }
+  // All the chart's kinds were among them.
+  assert.deepEqual([...seen].sort(), ['ConfigMap', 'Deployment', 'EndpointSlice', 'Endpoints', 'NetworkPolicy', 'Probe', 'Secret', 'Service', 'ServiceMonitor']);
+});
+
+test('the schema check catches what helm and the values schema let through', (t) => {
+  if (!requireHelm(t)) return;
+  // A VolumeMount without mountPath and an env entry without name render fine...
+  const objects = render('ci/default-values.yaml', { extraVolumeMounts: [{ name: 'x' }], env: [{ value: 'no name' }] });
+  const deploy = only(objects, 'Deployment');
+  assert.throws(() => MODELS['apps/v1/Deployment']!.validate(deploy), /mountPath/);
+  assert.throws(() => validateObjects(objects, 'broken'), /Deployment\/pve-pve-exporter does not match the Kubernetes schema/);
+});
+
+test('env, envFrom, extra volumes and mounts reach the pod next to the chart\'s own', (t) => {
+  if (!requireHelm(t)) return;
+  const values = ciValues('extras-values.yaml');
+  const pod = only(render('ci/extras-values.yaml'), 'Deployment').spec.template.spec;
+  const c = pod.containers[0];
+  assert.deepEqual(c.env, values.env);
+  assert.deepEqual(c.envFrom, values.envFrom);
+  assert.deepEqual(c.volumeMounts, [{ name: 'config', mountPath: '/etc/prometheus', readOnly: true }, ...values.extraVolumeMounts]);
+  assert.deepEqual(pod.volumes.slice(1), values.extraVolumes);
+  assert.equal(pod.volumes[0].name, 'config');
+  assert.ok(c.args.includes('--web.config.file=/etc/pve-exporter/web/web-config.yml'));
+  // With the CA as well: the chart's mounts first, the extra ones after.
+  const both = only(render('ci/extras-values.yaml', { ca: { secretName: 'pve-root-ca' } }), 'Deployment').spec.template.spec;
+  assert.deepEqual(both.volumes.map((v: { name: string }) => v.name), ['config', 'ca', 'web-config']);
+  assert.deepEqual(both.containers[0].volumeMounts.map((v: { name: string }) => v.name), ['config', 'ca', 'web-config']);
+  // Off by default.
+  const plain = only(render('ci/default-values.yaml'), 'Deployment').spec.template.spec.containers[0];
+  assert.equal(plain.envFrom, undefined);
+});
+
+test('grafanaDashboard: a ConfigMap with the sidecar label holding deploy/grafana/pve-exporter.json, also in the packaged chart', (t) => {
+  if (!requireHelm(t)) return;
+  const source = readFileSync(path.join(ROOT, 'deploy/grafana/pve-exporter.json'), 'utf8');
+  // One source of truth: the chart's file is that file (a symlink; helm reads through it).
+  assert.equal(readFileSync(path.join(CHART, 'dashboards/pve-exporter.json'), 'utf8'), source);
+  const cm = only(render('ci/extras-values.yaml').filter((o) => o.kind === 'ConfigMap'), 'ConfigMap');
+  assert.equal(cm.metadata.name, `${RELEASE}-pve-exporter-dashboard`);
+  assert.equal(cm.metadata.labels!.grafana_dashboard, '1');
+  assert.equal(cm.metadata.annotations!.grafana_folder, 'Proxmox');
+  assert.deepEqual(Object.keys(cm.data), ['pve-exporter.json']);
+  assert.equal(cm.data['pve-exporter.json'], source);
+  assert.ok(JSON.parse(cm.data['pve-exporter.json']).panels.length > 0);
+  // The sidecar provisions files as they are: no import-time ${DS_...} inputs may be left open.
+  assert.deepEqual(JSON.parse(source).__inputs ?? [], []);
+  // The namespace value moves it (e.g. to Grafana's), the default is the release's.
+  const inRelease = render('ci/default-values.yaml', { grafanaDashboard: { enabled: true } }).filter((o) => o.kind === 'ConfigMap');
+  assert.equal(inRelease.length, 1);
+  assert.equal(inRelease[0]!.metadata.namespace, NS);
+  assert.equal(render('ci/default-values.yaml').filter((o) => o.kind === 'ConfigMap').length, 0);
+  const moved = template(['ci/extras-values.yaml', { grafanaDashboard: { namespace: 'grafana' } }]);
+  assert.equal(moved.r.status, 0, moved.r.stderr);
+  assert.equal(moved.objects.find((o) => o.kind === 'ConfigMap')!.metadata.namespace, 'grafana');
+
+  // helm package stores the file's content, not a dangling link.
+  const out = path.join(scratch, 'package');
+  const pkg = helm(['package', CHART, '-d', out]);
+  assert.equal(pkg.status, 0, pkg.stderr);
+  const tgz = readdirSync(out).find((f) => f.endsWith('.tgz'))!;
+  const unpack = spawnSync('tar', ['-xzf', path.join(out, tgz), '-C', out], { encoding: 'utf8' });
+  assert.equal(unpack.status, 0, unpack.stderr);
+  assert.equal(readFileSync(path.join(out, 'pve-exporter/dashboards/pve-exporter.json'), 'utf8'), source);
+  assert.equal(existsSync(path.join(out, 'pve-exporter/examples')), false, 'examples/ is not part of the package');
+});
+
+test('the chart README carries install, upgrade and uninstall, per-environment values and the NetworkPolicy advice', () => {
+  const readme = readFileSync(path.join(CHART, 'README.md'), 'utf8');
+  for (const needle of [
+    'helm upgrade --install pve-exporter deploy/helm/pve-exporter -n monitoring -f examples/values-common.yaml -f examples/values-prod.yaml',
+    'helm uninstall pve-exporter -n monitoring',
+    'values-staging.yaml',
+    "Prometheus' namespace",
+  ]) assert.ok(readme.includes(needle), `README lacks: ${needle}`);
+});
+
+test('NOTES: a NetworkPolicy without peers gets the advice to deploy next to Prometheus', (t) => {
+  if (!requireHelm(t)) return;
+  const open = renderNotes({ ...ciValues('default-values.yaml'), networkPolicy: { enabled: true } });
+  assert.match(open, /networkPolicy\.enabled without networkPolicy\.from admits any peer on port 9221/);
+  assert.match(open, /deploy\s+the chart in Prometheus' namespace/);
+  const limited = renderNotes({ ...ciValues('default-values.yaml'), networkPolicy: { enabled: true, from: [{ podSelector: { matchLabels: { app: 'prometheus' } } }] } });
+  assert.doesNotMatch(limited, /admits any peer/);
 });

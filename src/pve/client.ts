@@ -50,6 +50,30 @@ export interface RequestContext {
    * guest agent) must not hold a connection of the concurrency cap for the whole module timeout.
    */
   readonly callTimeoutMs?: number;
+  /** Sees every call made for this context (the per-scrape debug log, src/scrape/debug-log.ts). */
+  readonly trace?: ApiCallTrace;
+}
+
+/** One PVE API call as the debug log shows it: never headers or bodies (they hold the secrets). */
+export interface ApiCallRecord {
+  readonly method: 'GET' | 'POST';
+  /** API path with its query string, below /api2/json. */
+  readonly path: string;
+  /** HTTP status, when an answer came. */
+  readonly status?: number;
+  /** Why the call failed, when it did (transport, deadline, size, parse). */
+  readonly error?: string;
+  readonly seconds: number;
+  /** Body bytes as received (compressed, when PVE gzipped it). */
+  readonly bytes?: number;
+  /** Body bytes after gunzip, when it was compressed. */
+  readonly decodedBytes?: number;
+}
+
+export interface ApiCallTrace {
+  call(record: ApiCallRecord): void;
+  /** A call not made because a cache (the guest config cache) had the answer. */
+  cacheHit?(path: string): void;
 }
 
 export interface ApiCallObserver {
@@ -138,7 +162,7 @@ function sizeError(path: string, what: string, max: number): PveError {
 }
 
 /** The body of an answer, raw at most `max` bytes and decoded at most `max` bytes. */
-async function readCappedBody(res: Dispatcher.ResponseData, path: string, max: number): Promise<Buffer> {
+async function readCappedBody(res: Dispatcher.ResponseData, path: string, max: number, onRaw?: (bytes: number) => void): Promise<Buffer> {
   const declared = Number(res.headers['content-length']);
   if (Number.isFinite(declared) && declared > max) {
     res.body.destroy();
@@ -155,6 +179,7 @@ async function readCappedBody(res: Dispatcher.ResponseData, path: string, max: n
     chunks.push(chunk);
   }
   const raw = Buffer.concat(chunks, total);
+  onRaw?.(total);
   const encoding = String(res.headers['content-encoding'] ?? '').trim().toLowerCase();
   if (encoding !== 'gzip') return raw;
   try {
@@ -166,22 +191,87 @@ async function readCappedBody(res: Dispatcher.ResponseData, path: string, max: n
   }
 }
 
+/**
+ * One undici pool of a client, with what decides when it may go: the requests it serves that
+ * someone still waits for (`live`), whether one of its requests was abandoned, and the TCP
+ * connections of its own connector still in their TLS handshake.
+ */
+interface PoolGeneration {
+  readonly pool: Pool;
+  /** Requests on this pool that are neither finished nor abandoned. */
+  live: number;
+  /** Set once a request on this pool was abandoned (deadline, hang-up, module timeout). */
+  abandoned: boolean;
+  /** TCP connections of this pool whose TLS handshake has not finished. */
+  readonly handshaking: Set<net.Socket>;
+  /** Set when the pool was destroyed under live requests (a second rotation came first). */
+  cutEarly: boolean;
+}
+
+/**
+ * Opens the TCP connection itself and hands it to the TLS connector, so a connection still in
+ * its handshake when its pool goes can be cut: undici cannot cancel a connect in progress, and a
+ * target that accepts and never answers would hold it until the connect timeout.
+ */
+function trackHandshakes(connect: buildConnector.connector, handshaking: Set<net.Socket>): buildConnector.connector {
+  return (options, callback) => {
+    const tcp = net.connect({ host: options.hostname, port: Number(options.port) || 443, localAddress: options.localAddress ?? undefined });
+    handshaking.add(tcp);
+    const done = () => handshaking.delete(tcp);
+    tcp.once('close', done);
+    tcp.on('error', () => undefined); // reported through the TLS socket to the callback
+    connect({ ...options, httpSocket: tcp }, (...args) => {
+      done();
+      if (args[0]) tcp.destroy();
+      callback(...args);
+    });
+  };
+}
+
+/**
+ * Cuts connections stuck in their handshake. The TLS socket owns the TCP handle, so destroy()
+ * of the TCP socket leaves the descriptor open; resetAndDestroy() closes it (with a RST).
+ */
+function cutHandshakes(gen: PoolGeneration): void {
+  for (const tcp of gen.handshaking) {
+    if (tcp.connecting) tcp.destroy();
+    else tcp.resetAndDestroy();
+  }
+  gen.handshaking.clear();
+}
+
+/** Cuts a pool's handshakes and destroys it: whatever it still queues or runs fails. */
+function destroyGeneration(gen: PoolGeneration): Promise<void> {
+  cutHandshakes(gen);
+  return gen.pool.destroy().catch(() => undefined);
+}
+
+/**
+ * Why pools rotate. undici cannot take an aborted request back: one aborted while its Client
+ * connects stays queued (the Client goes on connecting for it until the connect timeout), and
+ * aborted requests queued in the Pool make it open new connections for them. So a pool that had
+ * a request abandoned gets no new requests: they go to a fresh pool, and the old one is destroyed
+ * (its handshakes cut, its queue dropped) as soon as none of its live requests remain, whoever
+ * else is using the client. At most one pool retires at a time: when a second rotation comes
+ * while one still retires, the older is destroyed at once (requests still live there fail; they
+ * have been sharing connections with two abandoned requests, and the pool bound matters more).
+ * Open connections to a target stay within 2 x concurrency; a healthy target, whose requests are
+ * never abandoned, keeps one pool and its keep-alive connections.
+ */
 export class PveClient {
-  private pool: Pool;
-  private readonly newPool: () => Pool;
+  private current: PoolGeneration;
+  /** The pool being replaced: destroyed once its last live request ends. */
+  private retiring?: PoolGeneration;
+  private readonly newGeneration: () => PoolGeneration;
   private ticket?: Ticket;
   private login?: Promise<Ticket>;
   private readonly now: () => number;
   private readonly maxResponseBytes: number;
   /** Scrapes holding this client (ClientCache leases). */
   private users = 0;
-  /** Set when a request was abandoned: its connection may be stuck connecting or half-read. */
-  private abandoned = false;
   /** No longer handed out (config changed, evicted): closes once the last user is gone. */
   private retired = false;
   private closing?: Promise<void>;
-  /** TCP connections whose TLS handshake has not finished. */
-  private readonly handshaking = new Set<net.Socket>();
   /** Guest configs (onboot) of this target, for the config collector. */
   readonly guestConfigs: GuestConfigCache;
   /** The collectors' TTL caches of slow-changing data of this target. */
@@ -202,47 +292,17 @@ export class PveClient {
     this.caches = new CacheSet(opts.cacheTtls ?? {}, this.now);
     // TLS verification (CA, server_name, fingerprint pins): src/pve/tls.ts.
     const connect = buildTlsConnector(module, module.timeout * 1000);
-    const connectTracked = this.trackHandshakes(connect);
-    this.newPool = () =>
-      new Pool(`https://${targetKey(target)}`, {
+    this.newGeneration = () => {
+      const handshaking = new Set<net.Socket>();
+      const pool = new Pool(`https://${targetKey(target)}`, {
         connections: opts.concurrency,
         pipelining: 1,
-        connect: connectTracked,
+        connect: trackHandshakes(connect, handshaking),
         keepAliveTimeout: 30_000,
       });
-    this.pool = this.newPool();
-  }
-
-  /**
-   * Opens the TCP connection itself and hands it to the TLS connector, so a connection still in
-   * its handshake when the scrape is over can be cut: undici cannot cancel a connect in progress,
-   * and a target that accepts and never answers would hold it until the connect timeout.
-   */
-  private trackHandshakes(connect: buildConnector.connector): buildConnector.connector {
-    return (options, callback) => {
-      const tcp = net.connect({ host: options.hostname, port: Number(options.port) || 443, localAddress: options.localAddress ?? undefined });
-      this.handshaking.add(tcp);
-      const done = () => this.handshaking.delete(tcp);
-      tcp.once('close', done);
-      tcp.on('error', () => undefined); // reported through the TLS socket to the callback
-      connect({ ...options, httpSocket: tcp }, (...args) => {
-        done();
-        if (args[0]) tcp.destroy();
-        callback(...args);
-      });
+      return { pool, live: 0, abandoned: false, handshaking, cutEarly: false };
     };
-  }
-
-  /**
-   * Cuts connections stuck in their handshake. The TLS socket owns the TCP handle, so destroy()
-   * of the TCP socket leaves the descriptor open; resetAndDestroy() closes it (with a RST).
-   */
-  private cutHandshakes(): void {
-    for (const tcp of this.handshaking) {
-      if (tcp.connecting) tcp.destroy();
-      else tcp.resetAndDestroy();
-    }
-    this.handshaking.clear();
+    this.current = this.newGeneration();
   }
 
   /** GET an API path (below /api2/json) and return its `data`. */
@@ -301,27 +361,37 @@ export class PveClient {
 
   /** True once the client has begun closing (retired and idle, or shut down). */
   get closed(): boolean {
-    return this.closing !== undefined || this.pool.destroyed;
+    return this.closing !== undefined || this.current.pool.destroyed;
+  }
+
+  /** With nobody using the client and no login under way, a retired client closes. */
+  private settle(): void {
+    if (this.users > 0 || this.login) return;
+    if (this.retired) void this.close();
   }
 
   /**
-   * With nobody using the client and no login under way: a retired client closes; a client whose
-   * requests were abandoned (deadline, hang-up) gets a fresh pool, so connections stuck in a
-   * handshake or on a hanging answer are cut now rather than at the module timeout.
+   * A request on `gen` was abandoned. New requests go to a fresh pool from now on (unless the
+   * client is closing); the old pool goes once its last live request ends.
    */
-  private settle(): void {
-    if (this.users > 0 || this.login) return;
-    if (this.retired) {
-      void this.close();
-      return;
+  private abandonedOn(gen: PoolGeneration): void {
+    gen.abandoned = true;
+    if (gen === this.current && this.closing === undefined) {
+      if (this.retiring) {
+        this.retiring.cutEarly = this.retiring.live > 0;
+        void destroyGeneration(this.retiring);
+      }
+      this.retiring = gen;
+      this.current = this.newGeneration();
     }
-    if (this.abandoned) {
-      this.abandoned = false;
-      this.cutHandshakes();
-      const old = this.pool;
-      this.pool = this.newPool();
-      void old.destroy().catch(() => undefined);
-    }
+    this.dropIfDone(gen);
+  }
+
+  /** Destroys a pool that had a request abandoned once no live request remains on it. */
+  private dropIfDone(gen: PoolGeneration): void {
+    if (!gen.abandoned || gen.live > 0) return;
+    if (gen === this.retiring) this.retiring = undefined;
+    if (gen !== this.current || this.closing !== undefined) void destroyGeneration(gen);
   }
 
   private async authHeaders(ctx: RequestContext): Promise<Record<string, string>> {
@@ -343,6 +413,7 @@ export class PveClient {
         signal: new AbortController().signal,
         deadline: this.now() + this.module.timeout * 1000,
         module: ctx.module,
+        trace: ctx.trace,
       };
       const login = this.doLogin(loginCtx).finally(() => {
         this.login = undefined;
@@ -386,6 +457,7 @@ export class PveClient {
   ): Promise<T> {
     this.lastUsed = this.now();
     if (ctx.signal.aborted || ctx.deadline - this.now() <= 0) {
+      ctx.trace?.call({ method, path: pathWithQuery, seconds: 0, error: 'not sent: scrape deadline reached' });
       throw new PveError('deadline', path, 'scrape deadline reached before the request could start');
     }
     const headers: Record<string, string> = { accept: 'application/json', 'accept-encoding': 'gzip' };
@@ -397,50 +469,95 @@ export class PveClient {
     }
     const callTimeoutMs = ctx.callTimeoutMs !== undefined && ctx.callTimeoutMs < this.module.timeout * 1000 ? ctx.callTimeoutMs : undefined;
     const moduleTimeoutMs = callTimeoutMs ?? this.module.timeout * 1000;
-    const limitedByModule = moduleTimeoutMs <= remaining;
+    const sentAt = this.now();
+    const sentMono = performance.now();
+    let armedFor = ctx.deadline;
+    let limitedByModule = moduleTimeoutMs <= remaining;
     // One controller per request, fed by the scrape's signal and by a timer cleared afterwards
     // (no AbortSignal.timeout left behind for the whole module timeout).
     const abort = new AbortController();
     let timedOut = false;
-    const abandon = () => {
-      this.abandoned = true;
-      abort.abort();
+    // The pool this request runs on; it counts as live there until it ends or is abandoned.
+    const gen = this.current;
+    gen.live++;
+    let live = true;
+    const endLive = () => {
+      if (!live) return;
+      live = false;
+      gen.live--;
     };
-    const timer = setTimeout(() => {
+    const detach = () => {
+      clearTimeout(timer);
+      ctx.signal.removeEventListener('abort', abandon);
+    };
+    const abandon = () => {
+      detach();
+      abort.abort();
+      if (!live) return;
+      endLive();
+      this.abandonedOn(gen);
+    };
+    // The scrape deadline may move later while the request runs (a shared collection that a
+    // scrape with a later deadline joined, src/scrape/coalesce.ts): then the timer runs on.
+    const onTimer = () => {
+      if (ctx.deadline > armedFor) {
+        armedFor = ctx.deadline;
+        limitedByModule = moduleTimeoutMs <= armedFor - sentAt;
+        const left = Math.min(moduleTimeoutMs - (performance.now() - sentMono), armedFor - this.now());
+        if (left > 0) {
+          timer = setTimeout(onTimer, left);
+          return;
+        }
+      }
       timedOut = true;
       abandon();
-    }, Math.min(moduleTimeoutMs, remaining));
+    };
+    let timer = setTimeout(onTimer, Math.min(moduleTimeoutMs, remaining));
     ctx.signal.addEventListener('abort', abandon, { once: true });
     const started = performance.now();
     const endpoint = endpointTemplate(path);
     const observe = (outcome: string) =>
       this.opts.onApiCall?.(ctx.module ?? this.module.name, endpoint, (performance.now() - started) / 1000, outcome);
+    const traced = (record: Omit<ApiCallRecord, 'method' | 'path' | 'seconds'>) =>
+      ctx.trace?.call({ method, path: pathWithQuery, seconds: (performance.now() - started) / 1000, ...record });
     const interrupted = (phase: string): PveError | undefined => {
       if (ctx.signal.aborted || (timedOut && !limitedByModule)) return new PveError('deadline', path, `scrape deadline reached ${phase}`);
       if (timedOut && callTimeoutMs !== undefined) return new PveError('timeout', path, `no complete answer within the call timeout of ${callTimeoutMs / 1000}s`);
       if (timedOut) return new PveError('timeout', path, `no complete answer within the module timeout of ${this.module.timeout}s`);
+      if (gen.cutEarly) {
+        return new PveError('timeout', path, `connection closed ${phase}: the target left requests of two later scrapes unanswered, so its pool was replaced`);
+      }
       return undefined;
     };
     let res: Dispatcher.ResponseData;
     let raw: Buffer;
+    let received = 0;
     try {
       try {
-        res = await this.pool.request({ method, path: '/api2/json' + pathWithQuery, headers, body: formBody, signal: abort.signal });
+        res = await gen.pool.request({ method, path: '/api2/json' + pathWithQuery, headers, body: formBody, signal: abort.signal });
       } catch (err) {
         observe('error');
-        throw interrupted('while waiting for PVE') ?? classifyTransportError(err, path);
+        const e = interrupted('while waiting for PVE') ?? classifyTransportError(err, path);
+        traced({ error: e.message });
+        throw e;
       }
       try {
-        raw = await readCappedBody(res, path, this.maxResponseBytes);
+        raw = await readCappedBody(res, path, this.maxResponseBytes, (n) => (received = n));
       } catch (err) {
         observe('error');
-        throw interrupted('while reading the answer') ?? classifyTransportError(err, path);
+        const e = interrupted('while reading the answer') ?? classifyTransportError(err, path);
+        traced({ status: res.statusCode, error: e.message, bytes: received });
+        throw e;
       }
     } finally {
-      clearTimeout(timer);
-      ctx.signal.removeEventListener('abort', abandon);
+      detach();
+      if (live) {
+        endLive();
+        this.dropIfDone(gen);
+      }
     }
     observe(String(res.statusCode));
+    traced({ status: res.statusCode, bytes: received, decodedBytes: raw.length !== received ? raw.length : undefined });
     const reason = `${res.statusCode} ${res.statusText || ''}`.trim();
     if (res.statusCode === 401) {
       if (formBody !== undefined) throw new PveError('auth', path, `login as ${this.module.user} refused: ${reason}`, 401);
@@ -469,16 +586,22 @@ export class PveClient {
   /** Closes the pool gracefully: requests still running finish first. */
   close(): Promise<void> {
     this.retired = true;
-    this.cutHandshakes();
-    this.closing ??= (this.abandoned ? this.pool.destroy() : this.pool.close()).catch(() => undefined);
+    if (this.closing) return this.closing;
+    const gen = this.current;
+    const retiring = this.retiring;
+    this.retiring = undefined;
+    if (retiring) void destroyGeneration(retiring);
+    cutHandshakes(gen);
+    this.closing = (gen.abandoned ? gen.pool.destroy() : gen.pool.close()).catch(() => undefined);
     return this.closing;
   }
 
   /** Closes at once, cutting whatever runs (process shutdown). */
   async destroy(): Promise<void> {
     this.retired = true;
-    this.cutHandshakes();
-    await this.pool.destroy().catch(() => undefined);
+    const gens = [this.current, this.retiring].filter((g): g is PoolGeneration => g !== undefined);
+    this.retiring = undefined;
+    await Promise.all(gens.map(destroyGeneration));
   }
 }
 

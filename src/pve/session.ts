@@ -158,13 +158,17 @@ export class PveSession {
     return this.once(`cache:${cache}:${key}`, async () => {
       const store = this.client.caches.get<T>(cache);
       const fresh = store.fresh(key);
-      if (fresh !== undefined) return fresh;
+      if (fresh !== undefined) {
+        this.ctx.trace?.cacheHit?.(key);
+        return fresh;
+      }
       // The refresh is work for the cache, not for this scrape: it runs under the module timeout
       // and is shared with any scrape that needs it meanwhile (smartctl on every disk can take
       // longer than one scrape's deadline; the next scrape then finds the answer).
       let fill = store.inflight(key);
       if (!fill) {
-        fill = this.call(path, shape, query, this.client.ownContext(this.ctx.module)).then((value) => {
+        // The scrape that starts the fill logs its call (debug=true), the others a wait on it.
+        fill = this.call(path, shape, query, { ...this.client.ownContext(this.ctx.module), trace: this.ctx.trace }).then((value) => {
           store.set(key, value);
           return value;
         });
@@ -298,7 +302,10 @@ export class PveSession {
         guests.map(async (g): Promise<GuestWithConfig | undefined> => {
           present.add(`${g.type}/${g.vmid}`);
           const cached = this.configCache.fresh(g.type, g.vmid, node);
-          if (cached) return { type: g.type, vmid: g.vmid, node, fields: cached.fields };
+          if (cached) {
+            this.ctx.trace?.cacheHit?.(`/nodes/${encodeURIComponent(node)}/${g.type}/${g.vmid}/config`);
+            return { type: g.type, vmid: g.vmid, node, fields: cached.fields };
+          }
           const path = `/nodes/${encodeURIComponent(node)}/${g.type}/${g.vmid}/config`;
           try {
             const cfg = await this.call(path, asObject<GuestConfig>);
@@ -368,7 +375,7 @@ export class PveSession {
       let fill = store.inflight(upid);
       if (!fill) {
         // limit=0: every line (pve-common's dump_logfile reads to the end); the default is 50.
-        fill = this.call(path, asArray<TaskLogLine>, { limit: '0' }, this.client.ownContext(this.ctx.module)).then((lines) => {
+        fill = this.call(path, asArray<TaskLogLine>, { limit: '0' }, { ...this.client.ownContext(this.ctx.module), trace: this.ctx.trace }).then((lines) => {
           const value = parse(lines.map((l) => String(l.t)));
           store.set(upid, value);
           return value;
@@ -402,7 +409,7 @@ export class PveSession {
       // A cache fill under its own short timeout, shared with any scrape that needs it meanwhile.
       let fill = store.inflight(key);
       if (!fill) {
-        const ctx: RequestContext = { ...this.client.ownContext(this.ctx.module), callTimeoutMs: timeoutMs };
+        const ctx: RequestContext = { ...this.client.ownContext(this.ctx.module), trace: this.ctx.trace, callTimeoutMs: timeoutMs };
         fill = this.call(path, asObject<GuestFsInfo>, undefined, ctx).then(
           (fsinfo): AgentFsAnswer => ({ up: true, fsinfo }),
           (err: unknown): AgentFsAnswer => {

@@ -28,20 +28,20 @@ export function effectiveTimeoutSeconds(headerSeconds: number | undefined, defau
 
 export class Deadline {
   private readonly controller = new AbortController();
-  private readonly timer: NodeJS.Timeout;
+  private timer: NodeJS.Timeout;
   private readonly detachParent?: () => void;
   private firedCause?: DeadlineCause;
-  /** Epoch ms at which the deadline fires. */
-  readonly at: number;
+  private atMs: number;
+  private timeout: number;
 
   private constructor(
-    /** The scrape timeout this deadline was made from, seconds (for messages). */
-    readonly timeoutSeconds: number,
+    timeoutSeconds: number,
     budgetMs: number,
     parent: AbortSignal | undefined,
     private readonly now: () => number,
   ) {
-    this.at = now() + budgetMs;
+    this.timeout = timeoutSeconds;
+    this.atMs = now() + budgetMs;
     // Every pending request listens (a big cluster queues thousands); each removes its listener.
     setMaxListeners(0, this.controller.signal);
     this.timer = setTimeout(() => this.fire('deadline'), budgetMs);
@@ -63,6 +63,36 @@ export class Deadline {
   static forScrape(headerSeconds: number | undefined, defaultSeconds: number, hangup?: AbortSignal, now: () => number = Date.now): Deadline {
     const timeout = effectiveTimeoutSeconds(headerSeconds, defaultSeconds);
     return new Deadline(timeout, budgetSeconds(timeout) * 1000, hangup, now);
+  }
+
+  /** Epoch ms at which the deadline fires. */
+  get at(): number {
+    return this.atMs;
+  }
+
+  /** The scrape timeout this deadline was made from, seconds (for messages). */
+  get timeoutSeconds(): number {
+    return this.timeout;
+  }
+
+  /**
+   * Moves the deadline later (never earlier), for work shared by several scrapes: a coalesced
+   * collection runs until the last of its waiters gives up. No effect once it fired.
+   */
+  extendTo(other: Deadline): void {
+    if (this.firedCause || other.at <= this.atMs) return;
+    clearTimeout(this.timer);
+    this.atMs = other.at;
+    this.timeout = Math.max(this.timeout, other.timeout);
+    this.timer = setTimeout(() => this.fire('deadline'), Math.max(0, this.atMs - this.now()));
+  }
+
+  /**
+   * A deadline at the same moment as `first`, aborted early by `parent`: the deadline of work
+   * started for `first` but shared with others (extendTo moves it for later ones).
+   */
+  static sameAs(first: Deadline, parent: AbortSignal): Deadline {
+    return new Deadline(first.timeout, Math.max(0, first.atMs - first.now()), parent, first.now);
   }
 
   get signal(): AbortSignal {

@@ -27,7 +27,7 @@ export interface Child {
   stop(): Promise<void>;
 }
 
-function startChild(cmd: string, args: string[], cwd: string): Child {
+export function startChild(cmd: string, args: string[], cwd: string): Child {
   const proc = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(proc);
   let out = '';

@@ -17,18 +17,18 @@ export interface ToolInfo {
 
 export const TOOLS = {
   promtool: { install: 'apt-get install prometheus', usedBy: 'test/prom-*.test.ts, test/promtool-metrics.test.ts, test/deploy-ansible.test.ts' },
-  prometheus: { install: 'apt-get install prometheus', usedBy: 'test/prom-e2e.test.ts, test/prom-expressions.test.ts, test/push-*.test.ts' },
+  prometheus: { install: 'apt-get install prometheus', usedBy: 'test/prom-e2e.test.ts, test/prom-expressions.test.ts, test/push-*.test.ts, test/recipes-*.test.ts' },
   'ansible-playbook': { install: 'apt-get install ansible', usedBy: 'test/deploy-ansible.test.ts' },
   'ansible-lint': { install: 'apt-get install ansible-lint', usedBy: 'test/deploy-ansible.test.ts' },
   helm: {
     install: 'npm run tools:helm (Linux x86-64), or helm 3 on PATH: brew install helm, winget install Helm.Helm, https://helm.sh/docs/intro/install/',
-    usedBy: 'test/deploy-helm.test.ts',
+    usedBy: 'test/deploy-helm.test.ts, test/recipes-kubernetes.test.ts',
   },
   'systemd-analyze': { install: 'apt-get install systemd', usedBy: 'test/deploy-systemd.test.ts' },
   strace: { install: 'apt-get install strace', usedBy: 'test/deploy-container.test.ts' },
   shellcheck: { install: 'apt-get install shellcheck', usedBy: 'test/release.test.ts, test/deploy-container.test.ts' },
   openssl: { install: 'apt-get install openssl', usedBy: 'tests that make certificates' },
-  chromium: { install: 'apt-get install chromium', usedBy: 'tests that look at pages in a browser' },
+  chromium: { install: 'apt-get install chromium', usedBy: 'test/web-browser.test.ts' },
 } as const satisfies Record<string, ToolInfo>;
 
 export type ToolName = keyof typeof TOOLS;

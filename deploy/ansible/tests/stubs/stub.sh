@@ -60,6 +60,20 @@ case "$name" in
     case "${1:-}" in
       --version) echo "podman version ${STUB_PODMAN_VERSION:-4.9.3}" ;;
       rmi) record "$@"; echo "Untagged: ${*: -1}" ;;
+      load)
+        # podman load --input FILE: the image named in FILE's first line (the test writes
+        # "image: NAME" there) becomes present.
+        record "$@"
+        file=${*: -1}
+        img=$(sed -n 's/^image: //p' "$file" | head -1)
+        [ -n "$img" ] || { echo "stub podman load: $file is not an image archive" >&2; exit 125; }
+        echo "$img" >>"$STUB_STATE/images"
+        echo "Loaded image: $img"
+        ;;
+      image)
+        [ "${2:-}" = exists ] || { echo "stub podman: unexpected $*" >&2; exit 1; }
+        grep -qxF -- "${3:-}" "$STUB_STATE/images" 2>/dev/null || exit 1
+        ;;
       *) echo "stub podman: unexpected $*" >&2; exit 1 ;;
     esac
     ;;

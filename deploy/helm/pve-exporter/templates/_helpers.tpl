@@ -163,3 +163,75 @@ Exporter arguments: config file, collector switches, extra flags.
 {{- define "pve-exporter.hypervisorsName" -}}
 {{- printf "%s-hypervisors" (include "pve-exporter.fullname" .) }}
 {{- end }}
+
+{{/*
+scrape_configs for a Prometheus without the Operator (kubernetes_sd_configs, role endpoints), as
+in deploy/prometheus/kubernetes/prometheus.kubernetes.yml with this release's names; printed by
+NOTES.txt when serviceMonitor is off. test/deploy-helm.test.ts checks that both say the same.
+*/}}
+{{- define "pve-exporter.scrapeConfigs" -}}
+{{- $ns := .Release.Namespace }}
+{{- $svc := include "pve-exporter.fullname" . }}
+{{- $hyp := include "pve-exporter.hypervisorsName" . }}
+{{- $module := "default" }}
+{{- if .Values.config }}{{ $module = keys .Values.config | sortAlpha | first }}{{ end }}
+{{- $sd := printf "kubernetes_sd_configs:\n  - role: endpoints\n    namespaces:\n      names: [%s]" $ns }}
+{{- if .Values.hypervisors.enabled }}
+{{- range $job := list "pve-cluster" "pve-node" }}
+- job_name: {{ $job }}
+  metrics_path: /pve
+  {{- if eq $job "pve-cluster" }}
+  scrape_timeout: 25s
+  {{- end }}
+  params:
+    module: [{{ $module }}]
+    cluster: ['{{ ternary "1" "0" (eq $job "pve-cluster") }}']
+    node: ['{{ ternary "0" "1" (eq $job "pve-cluster") }}']
+  {{- $sd | nindent 2 }}
+  relabel_configs:
+    - source_labels: [__meta_kubernetes_service_name, __meta_kubernetes_endpoint_port_name]
+      regex: {{ $hyp }};node-exporter
+      action: keep
+    {{- if eq $job "pve-cluster" }}
+    - source_labels: [__meta_kubernetes_endpoint_hostname]
+      regex: {{ (first $.Values.hypervisors.nodes).name }}
+      action: keep
+    {{- end }}
+    - source_labels: [__meta_kubernetes_endpoint_hostname, __meta_kubernetes_service_name, __meta_kubernetes_namespace]
+      separator: .
+      regex: (.+)
+      replacement: $1.svc
+      target_label: __param_target
+    - source_labels: [__meta_kubernetes_endpoint_hostname]
+      target_label: instance
+    - source_labels: [__meta_kubernetes_endpoint_hostname]
+      target_label: pve_node
+    - target_label: cluster
+      replacement: pvec  # your PVE cluster name (pvecm status)
+    - target_label: __address__
+      replacement: {{ $svc }}.{{ $ns }}.svc:{{ $.Values.service.port }}
+{{- end }}
+{{- end }}
+- job_name: {{ .Values.serviceMonitor.jobName }}
+  metrics_path: /metrics
+  {{- $sd | nindent 2 }}
+  relabel_configs:
+    - source_labels: [__meta_kubernetes_service_name, __meta_kubernetes_endpoint_port_name]
+      regex: {{ $svc }};http
+      action: keep
+    - source_labels: [__meta_kubernetes_pod_name]
+      target_label: pod
+{{- if .Values.hypervisors.enabled }}
+- job_name: {{ .Values.hypervisors.serviceMonitor.jobName }}
+  metrics_path: /metrics
+  {{- $sd | nindent 2 }}
+  relabel_configs:
+    - source_labels: [__meta_kubernetes_service_name, __meta_kubernetes_endpoint_port_name]
+      regex: {{ $hyp }};node-exporter
+      action: keep
+    - source_labels: [__meta_kubernetes_endpoint_hostname]
+      target_label: instance
+    - target_label: cluster
+      replacement: pvec  # your PVE cluster name (pvecm status)
+{{- end }}
+{{- end }}
