@@ -4,7 +4,7 @@
 // (--collector.guest-filesystem, --collector.updates). One cold scrape (empty caches), then warm
 // scrapes: API calls per endpoint (simulator stats) and per collector, and each collector's
 // duration as the exporter reports it (pve_exporter_collector_duration_seconds).
-// Prints one JSON document. Usage: npm run bench:collectors -- [--warm 20] [--nodes 8] [--guests-per-node 250]
+// Prints one JSON document. Usage: npm run bench:collectors -- [--warm 30] [--nodes 8] [--guests-per-node 250]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +17,7 @@ import { getFreePort, waitForHttp } from '../test/helpers/net.ts';
 
 const { values } = parseArgs({
   options: {
-    warm: { type: 'string', default: '20' },
+    warm: { type: 'string', default: '30' },
     nodes: { type: 'string', default: '8' },
     'guests-per-node': { type: 'string', default: '250' },
     'latency-ms': { type: 'string', default: '10' },
