@@ -72,7 +72,20 @@ test('panels stay inside the 24-column grid and do not overlap', () => {
 
 test('the dashboard has the promised rows', () => {
   const rows = dash.panels.filter((p) => p.type === 'row').map((p) => p.title);
-  assert.deepEqual(rows, ['Cluster overview', 'Nodes', 'Guests', 'Storage', 'Backups', 'Replication', 'Subscription', 'Exporter health']);
+  assert.deepEqual(rows, [
+    'Cluster overview',
+    'Nodes',
+    'Guests',
+    'Storage',
+    'Backups',
+    'Replication',
+    'Subscription',
+    'HA',
+    'Ceph',
+    'ZFS and disks',
+    'Certificates and updates',
+    'Exporter health',
+  ]);
 });
 
 test('guest panels are labelled by name through a pve_guest_info join, filtered by the variables', () => {
@@ -82,11 +95,13 @@ test('guest panels are labelled by name through a pve_guest_info join, filtered 
   assert.ok(guestPanels.length >= 6);
   for (const p of guestPanels) {
     for (const t of p.targets ?? []) {
-      assert.match(t.expr, /on\(id\) group_left\(name[^)]*\) pve_guest_info\{instance="\$instance", node=~"\$node", name=~"\$guest"\}/, `${p.title}/${t.refId}`);
+      // on(id) for the cluster-wide series of the same target; on(cluster, id) for series of the
+      // per-node targets (guest filesystems), so clusters with the same VMIDs stay apart.
+      assert.match(t.expr, /on\((cluster, )?id\) group_left\(name[^)]*\) pve_guest_info\{instance="\$instance", node=~"\$node", name=~"\$guest"\}/, `${p.title}/${t.refId}`);
     }
   }
   const titles = guestPanels.map((p) => p.title).join(' | ');
-  for (const w of ['CPU', 'memory', 'network', 'disk I/O', 'disk usage']) assert.ok(titles.includes(w), `no guest ${w} panel: ${titles}`);
+  for (const w of ['CPU', 'memory', 'network', 'disk I/O', 'disk usage', 'filesystem']) assert.ok(titles.includes(w), `no guest ${w} panel: ${titles}`);
 });
 
 test('every dashboard variable used in a query is defined (or a Grafana built-in)', () => {
@@ -97,4 +112,22 @@ test('every dashboard variable used in a query is defined (or a Grafana built-in
       e.key,
     );
   }
+});
+
+// Issue 9: the node collectors' series come from per-node targets (and pve_node_* also from the
+// cluster target's node-metrics); a panel reading them must keep to the selected cluster and
+// nodes through pve_node_info, and merge the two sources of pve_node_* into one series per node.
+test('panels of the node collectors are joined to the selected cluster and nodes', () => {
+  const perNode = /\b(pve_node_(load1|cpu_iowait_ratio|swap_\w+|rootfs_\w+|memory_available_bytes|cpu_info|version_info|disk_\w+|certificate_\w+|updates_pending)|pve_zfs_pool_\w+|pve_guest_(filesystem_\w+|agent_up))\b/;
+  let checked = 0;
+  for (const p of allPanels(dash)) {
+    for (const t of p.targets ?? []) {
+      if (t.expr === undefined || !perNode.test(t.expr)) continue;
+      checked++;
+      assert.match(t.expr, /pve_(node|guest)_info\{instance="\$instance", (node=~"\$node", )?name=~"\$(node|guest)"\}/, `${p.title}/${t.refId}: not joined to the selected cluster`);
+      assert.match(t.expr, /on\(cluster, (id|node)\)/, `${p.title}/${t.refId}: joined without the cluster label`);
+      if (/pve_node_(load1|cpu_iowait_ratio|swap_|rootfs_)/.test(t.expr)) assert.match(t.expr, /max by \(cluster, id\)/, `${p.title}/${t.refId}: node-status and node-metrics not merged`);
+    }
+  }
+  assert.ok(checked >= 12, `only ${checked} node-collector queries`);
 });

@@ -79,6 +79,22 @@ const EMPTY_BY_DESIGN: Record<string, EmptyByDesign> = {
     why: 'root filesystems are 10-20% full, and `local` lives on each of them, so the storage alerts would speak for them anyway',
     strip: [' > 0.9', '\n  unless on (cluster, id) cluster_id:pve_node_root_storage:group'],
   },
+  'alert/PveNodeHighIowait': {
+    why: 'the nodes of the simulated clusters report well under 1% iowait; the simulator cannot load their disks',
+    strip: ' > 0.1',
+  },
+  'alert/PveNodeHighSwapUsage': {
+    why: 'the simulated nodes use at most a few MiB of 8 GiB swap',
+    strip: ' > 0.5',
+  },
+  'alert/PveDiskWearoutHigh': {
+    why: 'the SSDs of the stored disk list have 97-99% of their life left; no variant wears them out',
+    strip: ' < 0.1',
+  },
+  'alert/PveHaQuorumLost': {
+    why: 'the HA status comes from the stored example (quorate); when the simulator takes quorum away it does so for corosync, which PveClusterNotQuorate reports instead',
+    strip: [' == 0', '\nunless on (cluster)\n  max by (cluster) (pve_cluster_info{quorate!="1"})'],
+  },
   'alert/PveScrapeNearTimeout': {
     why: 'scrapes of the simulator take milliseconds; without the extra-scrape-metrics flag the rule assumes a 10 s timeout',
     strip: ' > 0.8',
@@ -91,6 +107,7 @@ let lab: Simulator | undefined;
 let exporter: Exporter | undefined;
 let prom: Prometheus | undefined;
 let prodInstance = '';
+let labInstance = '';
 
 before(async () => {
   if (!haveTools) return;
@@ -98,8 +115,18 @@ before(async () => {
   // Two clusters on the same loopback node addresses (127.0.0.11, ...) but different ports, so
   // targets carry a port (as the example's lab cluster does) and stay distinct.
   prod = await startSimulator({ loopbackNodes: true });
-  lab = await startSimulator({ loopbackNodes: true, generated: { name: 'lab', nodes: 2, guestsPerNode: 2 } });
-  exporter = await startExporter(tmp, { prod: moduleFor(prod), lab: moduleFor(lab) });
+  // The lab cluster carries the problems of issue 9's collectors that the model cluster (pvec)
+  // lacks: Ceph in HEALTH_WARN (three nodes, so it has Ceph), a VM whose guest agent does not
+  // answer, a failed vzdump run, a DEGRADED zpool and a FAILED disk, and a 403 on apt.
+  lab = await startSimulator({
+    loopbackNodes: true,
+    generated: { name: 'lab', nodes: 3, guestsPerNode: 4 },
+    variants: ['ceph-health-warn', 'agent-not-running', 'backup-failed'],
+    nodeHealth: { degradedPools: ['pve2'], failedDisks: ['pve1'], aptForbidden: true },
+  });
+  // Every collector on, the ones off by default included, so their panels and alerts are checked.
+  exporter = await startExporter(tmp, { prod: moduleFor(prod), lab: moduleFor(lab) }, ['--collector.guest-filesystem', '--collector.updates']);
+  labInstance = `${lab.nodeAddresses.get('pve1')}:${lab.port}`;
   prodInstance = `${prod.nodeAddresses.get('pve1')}:${prod.port}`;
   const config = renderExampleConfig('prometheus.multi-cluster.yml', {
     replace: {
@@ -134,6 +161,12 @@ function allSelection(): DashboardVars {
   return { ...BASE_VARS, vars: { instance: prodInstance, node: '.*', guest: '.*', datasource: 'prometheus' } };
 }
 
+// The lab cluster selected: panels of problems only the lab cluster has (Ceph health checks, a
+// silent guest agent) return data there.
+function labSelection(): DashboardVars {
+  return { ...BASE_VARS, vars: { instance: labInstance, node: '.*', guest: '.*', datasource: 'prometheus' } };
+}
+
 // A narrower selection as Grafana renders a multi-value variable inside =~ (values joined as a
 // regex alternation): two nodes, and one guest on each of them.
 function narrowSelection(): DashboardVars {
@@ -163,8 +196,12 @@ const stages: Stage[] = [
     name: 'healthy',
     enter: () => {},
     ready: [
-      'count(up{job="pve-node"} == 1) == 5',
-      'count(up == 1) == 8',
+      'count(up{job="pve-node"} == 1) == 6',
+      'count(up == 1) == 9',
+      'pve_ceph_health_status{cluster="lab", status="HEALTH_WARN"} == 1',
+      'pve_guest_agent_up{cluster="lab"} == 0',
+      'pve_backup_last_failed{cluster="lab"} == 1',
+      'pve_exporter_collector_success{cluster="lab", collector="updates"} == 0',
       'pve:storage_usage:ratio',
       'cluster_id:pve_guest_info:group{cluster="lab"}',
       'count_over_time(pve_network_receive_bytes_total{id="qemu/100", cluster="pvec"}[10s]) >= 3',
@@ -264,6 +301,10 @@ test('every shipped PromQL expression parses and returns data when the simulator
       if (samples === undefined) continue;
       results.set(e.key, samples);
       if (hasData(e, samples)) withData.set(e.key, [...(withData.get(e.key) ?? []), stage.name]);
+      else if (e.kind === 'panel' || e.kind === 'variable') {
+        const lab = await evaluate(e, labSelection());
+        if (lab !== undefined && hasData(e, lab)) withData.set(e.key, [...(withData.get(e.key) ?? []), `${stage.name} (lab selected)`]);
+      }
     }
     byStage.set(stage.name, results);
 
@@ -312,10 +353,14 @@ test('every shipped PromQL expression parses and returns data when the simulator
     'alert/PveGuestNotRunning',
     'alert/PveScrapeFailed',
     'alert/PveExporterDown',
-    'alert/PveExporterCollectorFailing',
   ]) {
     assert.deepEqual(healthy.get(quiet), [], `${quiet} must not fire in the healthy state`);
   }
+  // The one failing collector: updates in lab, whose apt endpoint answers 403 (aptForbidden).
+  assert.deepEqual(
+    [...new Set((healthy.get('alert/PveExporterCollectorFailing') ?? []).map((s) => `${s.metric.cluster} ${s.metric.collector}`))],
+    ['lab updates'],
+  );
   assert.deepEqual(ids('alert/PveGuestNotBackedUp'), ['lxc/202', 'qemu/102', 'qemu/103', 'qemu/105']);
   assert.deepEqual(ids('alert/PveReplicationFailing'), ['200-1']);
   assert.deepEqual(
@@ -374,6 +419,21 @@ test('every shipped PromQL expression parses and returns data when the simulator
     (byStage.get('config reload fails')!.get('alert/PveExporterConfigReloadFailed') ?? []).map((s) => s.metric.job),
     ['pve-exporter'],
   );
+  // Issue 9's alerts, one per problem: the model cluster's DEGRADED zpool, FAILED disk and failed
+  // vzdump of 104; the lab cluster's variants; Ceph healthy in pvec, HEALTH_WARN in lab.
+  const labelsOf = (key: string, fields: string[], r = healthy): string[] =>
+    (r.get(key) ?? []).map((s) => [s.metric.cluster, ...fields.map((f) => s.metric[f])].join(' ')).sort();
+  assert.deepEqual(labelsOf('alert/PveZfsPoolDegraded', ['node', 'pool', 'state']).filter((l) => l.startsWith('pvec ')), ['pvec pve1 tank DEGRADED']);
+  assert.ok(labelsOf('alert/PveZfsPoolDegraded', ['node']).some((l) => l.startsWith('lab pve2')), 'lab: degraded pool of pve2');
+  // Every node of the model serves the stored disk list, whose /dev/sdc is FAILED: one alert each.
+  assert.deepEqual(labelsOf('alert/PveDiskSmartFailed', ['node', 'devpath']).filter((l) => l.startsWith('pvec ')), ['pvec pve1 /dev/sdc', 'pvec pve2 /dev/sdc', 'pvec pve3 /dev/sdc']);
+  assert.ok(labelsOf('alert/PveDiskSmartFailed', ['node']).includes('lab pve1'), 'lab: failed disk of pve1');
+  assert.deepEqual(labelsOf('alert/PveCephNotHealthy', ['status']), ['lab HEALTH_WARN']);
+  assert.deepEqual(labelsOf('alert/PveGuestBackupFailed', ['id']).filter((l) => l.startsWith('pvec ')), ['pvec qemu/104']);
+  assert.equal(labelsOf('alert/PveGuestBackupFailed', ['id']).filter((l) => l.startsWith('lab ')).length, 1, 'lab: one failed vzdump');
+  // The silent agent of the lab cluster shows in its panel, and nowhere in pvec's.
+  assert.deepEqual(healthy.get('dashboard/Guest agents not answering/A'), []);
+
   // The other cluster is not affected by the trouble in pvec.
   assert.deepEqual((trouble.get('alert/PveNodeDown') ?? []).filter((s) => s.metric.cluster === 'lab'), []);
 });

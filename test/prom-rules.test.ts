@@ -134,7 +134,7 @@ test('every alert has a severity, summary, description and runbook', () => {
       }
     }
   }
-  assert.ok(alerts >= 21, `only ${alerts} alerts`);
+  assert.ok(alerts >= 32, `only ${alerts} alerts`);
 });
 
 test('the requested alerts exist', () => {
@@ -162,6 +162,16 @@ test('the requested alerts exist', () => {
     'PveGuestLocked',
     'PveScrapeNearTimeout',
     'PveExporterConfigReloadFailed',
+    'PveNodeHighIowait',
+    'PveNodeHighSwapUsage',
+    'PveZfsPoolDegraded',
+    'PveDiskSmartFailed',
+    'PveDiskWearoutHigh',
+    'PveNodeCertificateExpiring',
+    'PveHaQuorumLost',
+    'PveCephNotHealthy',
+    'PveGuestBackupTooOld',
+    'PveGuestBackupFailed',
   ]) {
     assert.ok(names.has(a), `${a} missing`);
   }

@@ -64,14 +64,15 @@ export interface Exporter extends Child {
   url: string;
 }
 
-export async function startExporter(dir: string, modules: Record<string, Record<string, unknown>>): Promise<Exporter> {
+/** `extraArgs`: more exporter flags, e.g. `--collector.guest-filesystem` for a collector that is off by default. */
+export async function startExporter(dir: string, modules: Record<string, Record<string, unknown>>, extraArgs: string[] = []): Promise<Exporter> {
   const configFile = path.join(dir, 'pve.yml');
   writeFileSync(configFile, YAML.stringify(modules), { mode: 0o600 });
   const port = await getFreePort();
   const address = `127.0.0.1:${port}`;
   const child = startChild(
     process.execPath,
-    ['--import', 'tsx', path.join(repoRoot, 'src', 'main.ts'), '--config.file', configFile, '--web.listen-address', address, '--log.level', 'warn'],
+    ['--import', 'tsx', path.join(repoRoot, 'src', 'main.ts'), '--config.file', configFile, '--web.listen-address', address, '--log.level', 'warn', ...extraArgs],
     repoRoot,
   );
   const url = `http://${address}`;
