@@ -252,6 +252,13 @@ export class Scraper {
     try {
       const session = new PveSession(lease.client, requestContext(deadline, req.module.name));
       return await Promise.race([session.clusterStatus(), deadline.reached(() => new PveError('deadline', '/cluster/status', deadlineMessage(deadline)))]);
+    } catch (err) {
+      // The request's own timer (set to the time left) and the deadline's fire in either order:
+      // say it one way, as a /pve scrape does (noDataReason).
+      if (err instanceof PveError && err.kind === 'deadline') {
+        throw new PveError('deadline', '/cluster/status', deadlineMessage(deadline));
+      }
+      throw err;
     } finally {
       deadline.dispose();
       lease.release();
