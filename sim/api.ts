@@ -49,8 +49,8 @@ export class PveApi {
   private readonly routes: Route[];
   private cache = new Map<string, SerializedBody>();
 
-  /** /cluster/resources answers given so far (the drift of counters, see SimOptions.driftCounters). */
-  private resourceAnswers = 0;
+  /** Answers given so far per drifting path (the drift of counters, see SimOptions.driftCounters). */
+  private readonly driftTicks = new Map<string, number>();
 
   constructor(
     private readonly model: ClusterModel,
@@ -71,12 +71,19 @@ export class PveApi {
     if (route === null) return notImplemented('GET', apiPath);
     const typeFilter = route.template === '/cluster/resources' ? query.get('type') : null;
     const cacheKey = `${answering}\n${apiPath}\n${typeFilter ?? ''}\n${queryKey(route.template, query)}`;
-    const cached = this.cache.get(cacheKey);
+    // A drifting answer is new each time: caching it would serve the first drift forever.
+    const drifting = this.opts.driftCounters && DRIFTING_TEMPLATES.has(route.template);
+    const cached = drifting ? undefined : this.cache.get(cacheKey);
     if (cached !== undefined) return cached;
-    const result = this.resolve(route, apiPath, typeFilter, answering, query);
+    let result = this.resolve(route, apiPath, typeFilter, answering, query);
     if (result instanceof ApiError) return result;
+    if (drifting) {
+      const tick = (this.driftTicks.get(cacheKey) ?? 0) + 1;
+      this.driftTicks.set(cacheKey, tick);
+      result = driftCounters(result, tick);
+    }
     const serialized = serialize(result);
-    this.cache.set(cacheKey, serialized);
+    if (!drifting) this.cache.set(cacheKey, serialized);
     return serialized;
   }
 
@@ -181,21 +188,27 @@ export class PveApi {
         errors: { type: `value '${typeFilter}' does not have a value in the enumeration 'vm, storage, node, sdn'` },
       });
     }
-    const live = this.opts.driftCounters ? driftCounters(viewResources(body, this.state), ++this.resourceAnswers) : viewResources(body, this.state);
+    const live = viewResources(body, this.state);
     return typeFilter === null ? live : filterResources(live, typeFilter);
   }
 }
 
+/** The answers whose counters drift: the cluster's resources and each node's guest lists. */
+const DRIFTING_TEMPLATES = new Set(['/cluster/resources', '/nodes/{node}/qemu', '/nodes/{node}/lxc']);
 const DRIFTING = ['uptime', 'netin', 'netout', 'diskread', 'diskwrite'] as const;
 
-/** Running guests and online nodes, `tick` answers later: counters grown, CPU moved. */
-function driftCounters(body: ApiBody, tick: number): ApiBody {
+/**
+ * Running guests and online nodes, `tick` answers later: counters grown, CPU and memory moved
+ * (memory within its size), as a live cluster's between two scrapes.
+ */
+export function driftCounters(body: ApiBody, tick: number): ApiBody {
   if (!Array.isArray(body.data)) return body;
   const data = body.data.map((entry) => {
     if (!isJsonObject(entry) || (entry.status !== 'running' && entry.status !== 'online')) return entry;
     const out: JsonObject = { ...entry };
     for (const key of DRIFTING) if (typeof out[key] === 'number') out[key] = (out[key] as number) + tick * (key === 'uptime' ? 15 : 4096);
     if (typeof out.cpu === 'number') out.cpu = ((out.cpu as number) + tick * 0.001) % 1;
+    if (typeof out.mem === 'number' && typeof out.maxmem === 'number') out.mem = Math.min(out.maxmem, (out.mem as number) + (tick % 16) * 1_048_576);
     return out;
   });
   return { ...body, data };

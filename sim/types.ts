@@ -78,9 +78,10 @@ export interface SimOptions {
   /** Latency for guest config calls (/nodes/{n}/qemu|lxc/{id}/config), ms (default latencyMs). */
   configLatencyMs?: number;
   /**
-   * Each /cluster/resources answer advances the counters of running guests and online nodes
-   * (uptime, netin, netout, diskread, diskwrite, cpu), as a live cluster's change between two
-   * scrapes (default off: answers stay the same). For benchmarks that must not flatter caches.
+   * Each answer of /cluster/resources and /nodes/{node}/qemu|lxc advances the counters of running
+   * guests and online nodes (uptime, netin, netout, diskread, diskwrite) and moves their CPU and
+   * memory, as a live cluster's change between two scrapes (default off: answers stay the same).
+   * For benchmarks that must not flatter caches.
    */
   driftCounters?: boolean;
   /** Nodes answering 595 for proxied calls (/nodes/<node>/...) and shown offline. */

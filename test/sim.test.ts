@@ -1070,6 +1070,41 @@ test('close() ends keep-alive and hanging connections and stops listening', asyn
 // CLI
 // ---------------------------------------------------------------------------------------------
 
+describe('driftCounters', () => {
+  const sim = useSimulator({ generated: { nodes: 2, guestsPerNode: 10 }, driftCounters: true });
+
+  // Regression: the first drifted answer was cached and served for ever, so the "drifting"
+  // benchmark measured a cluster whose counters never moved.
+  test('every answer of /cluster/resources and the guest lists moves counters on; stopped guests stay', async () => {
+    for (const apiPath of ['/cluster/resources', '/nodes/pve1/qemu', '/nodes/pve1/lxc']) {
+      const first = await getEntries(sim(), apiPath);
+      const second = await getEntries(sim(), apiPath);
+      const third = await getEntries(sim(), apiPath);
+      const running = (list: Entry[]) => list.filter((e) => e.status === 'running' && typeof e.netin === 'number');
+      assert.ok(running(first).length > 0, `${apiPath}: running guests`);
+      for (const [i, e] of running(first).entries()) {
+        const [b, c] = [running(second)[i], running(third)[i]];
+        assert.equal(b.vmid, e.vmid);
+        for (const key of ['netin', 'netout', 'diskread', 'diskwrite', 'uptime'] as const) {
+          if (typeof e[key] !== 'number') continue;
+          assert.ok((e[key] as number) < (b[key] as number) && (b[key] as number) < (c[key] as number), `${apiPath} ${String(e.vmid)} ${key}`);
+        }
+        assert.ok((b.mem as number) <= (b.maxmem as number), `${apiPath} ${String(e.vmid)} mem within maxmem`);
+      }
+      const stopped = (list: Entry[]) => list.filter((e) => e.status === 'stopped');
+      assert.deepEqual(stopped(second), stopped(first), `${apiPath}: stopped guests do not move`);
+    }
+  });
+});
+
+describe('without driftCounters', () => {
+  const sim = useSimulator({ generated: { nodes: 2, guestsPerNode: 10 } });
+
+  test('answers stay the same', async () => {
+    assert.deepEqual(await getEntries(sim(), '/cluster/resources'), await getEntries(sim(), '/cluster/resources'));
+  });
+});
+
 test('cli prints one JSON line once listening and stops on SIGTERM', async () => {
   const child = spawn(process.execPath, ['--import', 'tsx', 'sim/cli.ts', '--scenario', 'degraded', '--port', '0', '--latency-ms', '1'], {
     cwd: REPO_ROOT,
