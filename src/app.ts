@@ -9,6 +9,7 @@ import { FailureLog, type Logger } from './log.ts';
 import { ClientCache } from './pve/client.ts';
 import { Scraper } from './scrape.ts';
 import { createRequestHandler, type AppState } from './server.ts';
+import type { DeflatedPiece } from './exposition/gzip-pieces.ts';
 import { SeriesCacheStore } from './exposition/series-cache.ts';
 import { loadPushConfig } from './push/config.ts';
 import { PushService } from './push/push-jobs.ts';
@@ -86,7 +87,7 @@ export async function startApp(opts: Options, config: LoadedConfig, log: Logger,
     log,
     switches: opts.collectors,
     defaultTimeout: opts.defaultTimeout,
-    seriesCaches: new SeriesCacheStore(),
+    seriesCaches: { identity: new SeriesCacheStore<Buffer>(), gzip: new SeriesCacheStore<DeflatedPiece>() },
     web: setup.web,
     auth: new BasicAuthVerifier(),
     lifecycle,

@@ -5,6 +5,9 @@ import assert from 'node:assert/strict';
 import { MetricFamily, counter, familyWithLabels, gauge } from '../src/exposition/family.ts';
 import { encode, encodeChunks, type Format } from '../src/exposition/encode.ts';
 import { SeriesCache, SeriesCacheStore } from '../src/exposition/series-cache.ts';
+import { crc32, gunzipSync } from 'node:zlib';
+import { BYTE_PIECES, crc32Combine, GZIP_PIECES, GzipMember, type DeflatedPiece } from '../src/exposition/gzip-pieces.ts';
+import { encodePieces } from '../src/exposition/encode.ts';
 
 const cached = (families: MetricFamily[], format: Format, cache: SeriesCache) => [...encodeChunks(families, format, cache)].join('');
 
@@ -58,6 +61,69 @@ describe('SeriesCache', () => {
       }
     });
   }
+
+  for (const format of ['text', 'openmetrics'] as const) {
+    test(`gzip pieces, ${format}: 200 changing scrapes inflate to exactly the plain encode, unchanged pieces sent as compressed before`, () => {
+      const r = rng(format === 'text' ? 4 : 7);
+      const cache = new SeriesCache<DeflatedPiece>();
+      let reused = 0;
+      let previous = new Set<Buffer>();
+      let families: MetricFamily[] = [];
+      let repeatedPieces = 0;
+      for (let i = 0; i < 200; i++) {
+        // Every scrape is followed by two of the same (a cluster at rest): a chunk that changed is
+        // rendered once more when it stops changing, then reused; by the second, all of it is.
+        const repeat = i % 3 === 2;
+        if (i % 3 === 0) families = scrape(r);
+        const member = new GzipMember();
+        const pieces = [...encodePieces(families, format, cache, GZIP_PIECES)];
+        const body = Buffer.concat([member.header(), ...pieces.map((p) => member.add(p)), member.end()]);
+        // gunzip checks the trailer's CRC-32 and length, so the combination is checked too.
+        assert.equal(gunzipSync(body).toString('utf8'), encode(families, format), `scrape ${i}`);
+        reused += pieces.filter((p) => previous.has(p.deflated)).length;
+        if (repeat) repeatedPieces += pieces.length;
+        previous = new Set(pieces.map((p) => p.deflated));
+      }
+      assert.ok(reused >= repeatedPieces && repeatedPieces > 100, `${reused} pieces reused, ${repeatedPieces} in repeated scrapes`);
+    });
+  }
+
+  test('one cache used for both formats never mixes them', () => {
+    const cache = new SeriesCache<string>();
+    const fam = () => [new MetricFamily(gauge('x', 'say "hi"', ['id'])).add(['1'], 1)];
+    for (const format of ['text', 'openmetrics', 'text', 'openmetrics'] as const) {
+      assert.equal([...encodePieces(fam(), format, cache, { encode: (t) => t })].join(''), encode(fam(), format), format);
+    }
+  });
+
+  test('identity pieces: the bytes of the plain encode, reused when unchanged', () => {
+    const r = rng(5);
+    const cache = new SeriesCache<Buffer>();
+    for (let i = 0; i < 100; i++) {
+      const families = scrape(r);
+      assert.equal(Buffer.concat([...encodePieces(families, 'text', cache, BYTE_PIECES)]).toString('utf8'), encode(families, 'text'), `scrape ${i}`);
+    }
+  });
+
+  test('crc32Combine agrees with zlib over random splits, and across 2^32 bytes of length', () => {
+    const r = rng(6);
+    for (let i = 0; i < 200; i++) {
+      const whole = Buffer.from(Array.from({ length: Math.floor(r() * 3000) }, () => Math.floor(r() * 256)));
+      const at = Math.floor(r() * (whole.length + 1));
+      const [a, b] = [whole.subarray(0, at), whole.subarray(at)];
+      assert.equal(crc32Combine(crc32(a), crc32(b), b.length), crc32(whole), `split ${at} of ${whole.length}`);
+    }
+    // crc(zeros(n)) for huge n from the combination of halves must equal the combination of the whole.
+    const memo = new Map<number, number>();
+    const zeros = (n: number): number => {
+      if (n === 1) return crc32(Buffer.alloc(1));
+      let c = memo.get(n);
+      if (c === undefined) memo.set(n, (c = crc32Combine(zeros(Math.floor(n / 2)), zeros(n - Math.floor(n / 2)), n - Math.floor(n / 2))));
+      return c;
+    };
+    assert.equal(zeros(5000), crc32(Buffer.alloc(5000)));
+    assert.equal(zeros(2 ** 32 + 3), crc32Combine(zeros(2 ** 31), zeros(2 ** 31 + 3), 2 ** 31 + 3));
+  });
 
   test('a changed label value is escaped again, a changed value printed again', () => {
     const cache = new SeriesCache();

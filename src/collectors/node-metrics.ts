@@ -62,6 +62,6 @@ export const nodeMetricsCollector: ScrapeCollector = {
   endpoints: [{ path: '/cluster/metrics/export', privilege: 'Sys.Audit on /', cost: 'cluster', since: 'pve-manager 8.2.5' }],
   families: SHARED_NODE_FAMILIES,
   async collect(s) {
-    return buildNodeMetrics(await s.metricsExport());
+    return buildNodeMetrics(await s.metricsExportNodes());
   },
 };

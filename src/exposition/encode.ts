@@ -1,7 +1,7 @@
 // Text exposition encoders: Prometheus text format 0.0.4 and OpenMetrics 1.0.0.
 // Written by hand because prom-client's registry is far too slow for a 100k-sample scrape
-// (see DESIGN.md); each series' label string is built once per scrape, or once for as long as
-// it stays the same with a SeriesCache.
+// (see DESIGN.md); each series' line is built once per scrape, or, with a SeriesCache, once for
+// as long as its chunk of series stays the same (and then kept in the form it is sent in).
 import type { MetricFamily } from './family.ts';
 import type { EncodedFamily, SeriesCache } from './series-cache.ts';
 
@@ -56,18 +56,40 @@ const CHUNK_SERIES = 1024;
  * exposed as a gauge under its full name, so every series keeps its name and value. (`unknown`
  * would be the closer OpenMetrics type, but promtool's text parser rejects it.)
  *
- * With a SeriesCache (one per kind of scrape), each series' rendered labels and value text are
- * reused from the previous encode when unchanged; the output is the same either way.
+ * With a SeriesCache (one per kind of scrape), each chunk of series is reused from the previous
+ * encode when unchanged; the output is the same either way.
  */
-export function* encodeChunks(families: readonly MetricFamily[], format: Format, cache?: SeriesCache): Generator<string> {
-  const names = new Set(families.map((f) => f.spec.name));
-  const round = cache?.begin() ?? 0;
-  for (const fam of families) {
-    if (cache) yield* encodeFamilyCached(fam, format, names, cache, round);
-    else yield* encodeFamily(fam, format, names);
+export function* encodeChunks(families: readonly MetricFamily[], format: Format, cache?: SeriesCache<string>): Generator<string> {
+  if (cache) {
+    yield* encodePieces(families, format, cache, TEXT_PIECES);
+    return;
   }
-  cache?.end(round);
+  const names = new Set(families.map((f) => f.spec.name));
+  for (const fam of families) yield* encodeFamily(fam, format, names);
   if (format === 'openmetrics') yield '# EOF\n';
+}
+
+/**
+ * What an answer keeps of a piece of output for the next encode of its kind of scrape: the text
+ * (tests), its bytes as sent (identity), or its bytes deflated (gzip, gzip-pieces.ts).
+ */
+export interface PieceCodec<T> {
+  encode(text: string): T;
+}
+
+const TEXT_PIECES: PieceCodec<string> = { encode: (text) => text };
+
+/**
+ * encodeChunks with a cache, each piece of output in the form `codec` makes of its text: a
+ * family's chunk of series (the first with the family's HELP and TYPE lines), taken from the
+ * previous encode where its series are all as they were, and the closing `# EOF` of OpenMetrics.
+ */
+export function* encodePieces<T>(families: readonly MetricFamily[], format: Format, cache: SeriesCache<T>, codec: PieceCodec<T>): Generator<T> {
+  const names = new Set(families.map((f) => f.spec.name));
+  const round = cache.begin();
+  for (const fam of families) yield* encodeFamilyCached(fam, format, names, cache, round, codec);
+  cache.end(round);
+  if (format === 'openmetrics') yield (cache.eof ??= codec.encode('# EOF\n'));
 }
 
 /** The lines of series [from, to) of a family, joined. */
@@ -100,26 +122,34 @@ function* encodeFamily(fam: MetricFamily, format: Format, names: ReadonlySet<str
 }
 
 /** Whether series [from, to) are last time's chunk: as many series, same label values and values. */
-function sameSeries(n: number, lv: readonly string[], values: readonly number[], prev: EncodedFamily, from: number, to: number): boolean {
+function sameSeries<T>(n: number, lv: readonly string[], values: readonly number[], prev: EncodedFamily<T>, from: number, to: number): boolean {
   // The last chunk of a family that shrank or grew covers other series than this one.
   if (Math.min(prev.values.length, from + CHUNK_SERIES) !== to) return false;
   const plv = prev.labelValues;
   const pv = prev.values;
-  for (let i = from; i < to; i++) if (values[i] !== pv[i]) return false;
+  for (let i = from; i < to; i++) {
+    const a = values[i];
+    const b = pv[i];
+    // NaN is as it was when both are NaN (a !== a only for NaN).
+    if (a !== b && (a === a || b === b)) return false;
+  }
   for (let k = from * n, end = to * n; k < end; k++) if (lv[k] !== plv[k]) return false;
   return true;
 }
 
-function* encodeFamilyCached(fam: MetricFamily, format: Format, names: ReadonlySet<string>, cache: SeriesCache, round: number): Generator<string> {
+function* encodeFamilyCached<T>(
+  fam: MetricFamily,
+  format: Format,
+  names: ReadonlySet<string>,
+  cache: SeriesCache<T>,
+  round: number,
+  codec: PieceCodec<T>,
+): Generator<T> {
   const { familyName, type, sampleName } = naming(fam, format, names);
   const labels = fam.spec.labels;
-  const memo = cache.family(`${familyName}\u0000${sampleName}\u0000${labels.join('\u0000')}`, round);
-  if (memo.headerHelp !== fam.spec.help || memo.headerType !== type) {
-    memo.header = header(familyName, type, fam.spec.help, format);
-    memo.headerHelp = fam.spec.help;
-    memo.headerType = type;
-  }
-  yield memo.header;
+  // The format is in the key: HELP is escaped differently in OpenMetrics (one cache, one format in
+  // the server, but a cache used for both must not mix them).
+  const memo = cache.family(`${format}\u0000${familyName}\u0000${sampleName}\u0000${labels.join('\u0000')}`, round);
   const n = labels.length;
   const openers = openersOf(labels);
   const lv = fam.labelValues;
@@ -128,21 +158,27 @@ function* encodeFamilyCached(fam: MetricFamily, format: Format, names: ReadonlyS
   // What the previous encode of this family left; this one builds a new memo (another encode of
   // the same cache may run between two of our chunks and must still see a consistent one).
   const prev = memo.last;
-  const chunks: Array<string | undefined> = [];
-  for (let from = 0, c = 0; from < count; from += CHUNK_SERIES, c++) {
+  const sameHeader = prev !== undefined && prev.help === fam.spec.help && prev.type === type;
+  const chunks: Array<T | undefined> = [];
+  // Chunk 0 carries the HELP and TYPE lines (and is the only one of a family without series).
+  for (let from = 0, c = 0; from < count || c === 0; from += CHUNK_SERIES, c++) {
     const to = Math.min(count, from + CHUNK_SERIES);
-    const known = prev !== undefined && c < prev.chunks.length;
+    const known = prev !== undefined && c < prev.chunks.length && (c > 0 || sameHeader);
     const same = known && sameSeries(n, lv, values, prev!, from, to);
     const kept = same ? prev!.chunks[c] : undefined;
-    // A chunk whose series are all as last time (labels and values) is last time's text.
-    const chunk = kept ?? renderLines(sampleName, openers, lv, values, from, to);
-    // Text is kept for chunks likely to be the same next time: new ones and unchanged ones. A
-    // chunk that changed (counters, CPU) keeps only its values to compare with: keeping text
+    // A chunk whose series are all as last time (labels and values) is last time's output.
+    let piece = kept;
+    if (piece === undefined) {
+      const lines = renderLines(sampleName, openers, lv, values, from, to);
+      piece = codec.encode(c === 0 ? header(familyName, type, fam.spec.help, format) + lines : lines);
+    }
+    // Output is kept for chunks likely to be the same next time: new ones and unchanged ones. A
+    // chunk that changed (counters, CPU) keeps only its values to compare with: keeping output
     // that never comes back would be memory and GC for nothing.
-    chunks.push(known && !same ? undefined : chunk);
-    yield chunk;
+    chunks.push(known && !same ? undefined : piece);
+    yield piece;
   }
-  memo.last = { labelValues: lv, values, chunks };
+  memo.last = { labelValues: lv, values, chunks, help: fam.spec.help, type };
 }
 
 /** The whole exposition as one string (tests, small outputs); the server streams encodeChunks. */

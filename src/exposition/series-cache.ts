@@ -13,38 +13,43 @@
 import { LRUCache } from 'lru-cache';
 
 /** One family's output as last encoded, in chunks of a fixed number of series. */
-export interface EncodedFamily {
+export interface EncodedFamily<T> {
   /** The family's label values (MetricFamily.labelValues, not copied: families are not changed once built). */
   readonly labelValues: readonly string[];
   readonly values: readonly number[];
-  /** The text of series [i * CHUNK_SERIES, (i + 1) * CHUNK_SERIES), where worth keeping. */
-  readonly chunks: ReadonlyArray<string | undefined>;
+  /**
+   * The output of series [i * CHUNK_SERIES, (i + 1) * CHUNK_SERIES), where worth keeping, in the
+   * form the answer sends it (text, bytes or deflated bytes); chunk 0 begins with HELP and TYPE.
+   */
+  readonly chunks: ReadonlyArray<T | undefined>;
+  /** The HELP text and type written in chunk 0. */
+  readonly help: string;
+  readonly type: string;
 }
 
-/** One family in one format: its HELP/TYPE header and its last encode. */
-export class FamilyMemo {
+/** One family in one format: its last encode. */
+export class FamilyMemo<T> {
   /** Last encode round of the whole cache that included this family. */
   usedIn = 0;
-  header = '';
-  headerHelp: string | undefined;
-  headerType: string | undefined;
-  last: EncodedFamily | undefined;
+  last: EncodedFamily<T> | undefined;
 }
 
-/** The encoder state of one kind of scrape (module, target, scopes, format). */
-export class SeriesCache {
-  private readonly families = new Map<string, FamilyMemo>();
+/** The encoder state of one kind of scrape (module, target, scopes, format, encoding). */
+export class SeriesCache<T = string> {
+  private readonly families = new Map<string, FamilyMemo<T>>();
   private round = 0;
+  /** The closing "# EOF" of OpenMetrics, in the output's form. */
+  eof: T | undefined;
 
   /** Starts an encode of the whole exposition; families not used in it are dropped at its end. */
   begin(): number {
     return ++this.round;
   }
 
-  family(key: string, round: number): FamilyMemo {
+  family(key: string, round: number): FamilyMemo<T> {
     let f = this.families.get(key);
     if (!f) {
-      f = new FamilyMemo();
+      f = new FamilyMemo<T>();
       this.families.set(key, f);
     }
     f.usedIn = round;
@@ -78,11 +83,11 @@ export interface SeriesCacheStoreOptions {
  * produced it (another target has other guests). A cache's size is taken each time it is handed
  * out, so the bound follows the caches' sizes as of their previous scrape.
  */
-export class SeriesCacheStore {
-  private readonly caches: LRUCache<string, SeriesCache>;
+export class SeriesCacheStore<T = string> {
+  private readonly caches: LRUCache<string, SeriesCache<T>>;
 
   constructor(opts: SeriesCacheStoreOptions = {}) {
-    this.caches = new LRUCache<string, SeriesCache>({
+    this.caches = new LRUCache<string, SeriesCache<T>>({
       max: opts.maxCaches ?? 64,
       maxSize: opts.maxSeries ?? 1_000_000,
       sizeCalculation: (c) => Math.max(1, c.seriesCount),
@@ -90,8 +95,8 @@ export class SeriesCacheStore {
   }
 
   /** The cache for this kind of scrape, created on first use. */
-  for(key: string): SeriesCache {
-    const cache = this.caches.get(key) ?? new SeriesCache();
+  for(key: string): SeriesCache<T> {
+    const cache = this.caches.get(key) ?? new SeriesCache<T>();
     // Set anew (lru-cache does not size a value set again under its key): its size now counts.
     this.caches.delete(key);
     this.caches.set(key, cache);

@@ -193,6 +193,13 @@ async function readCappedBody(res: Dispatcher.ResponseData, path: string, max: n
   }
 }
 
+/** An answer's bytes to what JSON.parse makes of them (throws where it would). */
+export type Decoder = (raw: Buffer) => unknown;
+
+function parseJson(raw: Buffer): unknown {
+  return JSON.parse(raw.toString('utf8'));
+}
+
 /**
  * One undici pool of a client, with what decides when it may go: the requests it serves that
  * someone still waits for (`live`), whether one of its requests was abandoned, and the TCP
@@ -321,10 +328,13 @@ export class PveClient {
     this.current = this.newGeneration();
   }
 
-  /** GET an API path (below /api2/json) and return its `data`. */
-  async get<T>(path: string, ctx: RequestContext, query?: Record<string, string>): Promise<T> {
+  /**
+   * GET an API path (below /api2/json) and return its `data`. `decode` turns the answer's bytes
+   * into what JSON.parse would (default: JSON.parse); it may leave out what the caller never reads.
+   */
+  async get<T>(path: string, ctx: RequestContext, query?: Record<string, string>, decode: Decoder = parseJson): Promise<T> {
     const qs = query ? '?' + new URLSearchParams(query).toString() : '';
-    return this.request<T>('GET', path + qs, path, ctx, undefined, true);
+    return this.request<T>('GET', path + qs, path, ctx, undefined, true, decode);
   }
 
   /**
@@ -471,6 +481,7 @@ export class PveClient {
     ctx: RequestContext,
     formBody: string | undefined,
     mayRelogin: boolean,
+    decode: Decoder = parseJson,
   ): Promise<T> {
     this.lastUsed = this.now();
     if (ctx.signal.aborted || ctx.deadline - this.now() <= 0) {
@@ -581,7 +592,7 @@ export class PveClient {
       if (mayRelogin && this.module.tokenName === undefined) {
         // The ticket may have been revoked or expired early (PVE restart, clock skew): one new login.
         this.ticket = undefined;
-        return this.request<T>(method, pathWithQuery, path, ctx, formBody, false);
+        return this.request<T>(method, pathWithQuery, path, ctx, formBody, false, decode);
       }
       throw new PveError('auth', path, `authentication failed: ${reason}`, 401);
     }
@@ -590,7 +601,7 @@ export class PveClient {
     }
     let parsed: unknown;
     try {
-      parsed = JSON.parse(raw.toString('utf8'));
+      parsed = decode(raw);
     } catch {
       throw new PveError('parse', path, `answer is not JSON (starts with ${JSON.stringify(raw.subarray(0, 40).toString('utf8'))})`);
     }

@@ -1,6 +1,7 @@
 // One scrape's view of the PVE API: every endpoint is fetched at most once, whichever collector
 // asks first, and the others share the same promise.
-import { waitWithin, type PveClient, type RequestContext } from './client.ts';
+import { waitWithin, type Decoder, type PveClient, type RequestContext } from './client.ts';
+import { decodeMetricsExportNodes } from './metrics-export-scan.ts';
 import { PveError } from './errors.ts';
 import { guestConfigFields, type GuestConfigFields } from './guest-config.ts';
 import type {
@@ -137,9 +138,10 @@ export class PveSession {
     shape: (data: unknown, path: string) => T,
     query?: Record<string, string>,
     ctx: RequestContext = this.ctx,
+    decode?: Decoder,
   ): Promise<T> {
     try {
-      const data = shape(await this.client.get<unknown>(path, ctx, query), path);
+      const data = shape(await this.client.get<unknown>(path, ctx, query, decode), path);
       this.succeeded++;
       return data;
     } catch (err) {
@@ -152,11 +154,11 @@ export class PveSession {
    * call() for an endpoint that older PVE releases lack: once it answered 501, it is not asked
    * again for a while (the client remembers), so an old cluster costs no call per scrape.
    */
-  private async callSince<T>(path: string, shape: (data: unknown, path: string) => T): Promise<T> {
+  private async callSince<T>(path: string, shape: (data: unknown, path: string) => T, decode?: Decoder): Promise<T> {
     const unsupported = this.client.knownUnsupported(path);
     if (unsupported) throw unsupported;
     try {
-      return await this.call(path, shape);
+      return await this.call(path, shape, undefined, this.ctx, decode);
     } catch (err) {
       if (err instanceof PveError && err.status === 501) this.client.rememberUnsupported(path, err);
       throw err;
@@ -286,11 +288,16 @@ export class PveSession {
     return this.once(path, async () => this.call(path, asObject<NodeStatus>));
   }
 
-  /** /cluster/metrics/export (PVE 8.2.5+): pvestatd's newest samples of every online node. */
-  metricsExport(): Promise<MetricsExportEntry[]> {
+  /**
+   * /cluster/metrics/export (PVE 8.2.5+): pvestatd's newest samples of every online node. Only
+   * the node entries are parsed (metrics-export-scan.ts): the guests' and storages' are not used.
+   */
+  metricsExportNodes(): Promise<MetricsExportEntry[]> {
     const path = '/cluster/metrics/export';
     // The handler returns {data: [...]}, which the API wraps again: {"data": {"data": [...]}}.
-    return this.once(path, async () => this.callSince(path, (d, p) => asArray<MetricsExportEntry>(asObject<{ data?: unknown }>(d, p).data, p)));
+    return this.once(path, async () =>
+      this.callSince(path, (d, p) => asArray<MetricsExportEntry>(asObject<{ data?: unknown }>(d, p).data, p), decodeMetricsExportNodes),
+    );
   }
 
   /** /nodes/{node}/disks/zfs: the imported zpools. */
