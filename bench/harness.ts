@@ -2,7 +2,7 @@
 // (node dist/main.js, as in production), and measurements of that process read from /proc
 // (utime + stime are what process.cpuUsage() reports, at the kernel's tick resolution).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -50,7 +50,7 @@ export async function startPair(setup: BenchSetup): Promise<Running> {
   const exporter = spawn(
     process.execPath,
     ['--max-semi-space-size=4', ...(setup.nodeArgs ?? []), main, '--config.file', configFile, '--web.listen-address', `127.0.0.1:${port}`, '--log.level', 'warn'],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
+    { stdio: ['ignore', process.env.BENCH_EXPORTER_STDOUT === 'inherit' ? 'inherit' : 'ignore', 'inherit'] },
   );
   const base = `http://127.0.0.1:${port}`;
   const exited = new Promise<void>((resolve) => exporter.once('exit', () => resolve()));
@@ -79,6 +79,23 @@ export function cpuSeconds(pid: number): number {
   // Fields after the command name (which may hold spaces) start after the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / USER_HZ; // utime, stime (fields 14, 15)
+}
+
+/**
+ * CPU seconds the process has used so far, to the nanosecond: the sum of its threads' run time
+ * from /proc/<pid>/task/<tid>/schedstat (threads that already ended are not counted, so use it
+ * for spans in which threads live on, such as an idle process).
+ */
+export function cpuSecondsPrecise(pid: number): number {
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return ns / 1e9;
 }
 
 /** Resident set size of the process, MB. */

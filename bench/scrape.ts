@@ -5,7 +5,8 @@
 //            p50/p95, the floor measured in the same run and the exporter's own share above it
 //   cpu      same cluster at latency 0: CPU per warm scrape, RSS over --rss-scrapes scrapes
 //   scale    200 / 2,000 / 10,000 guests at 10 ms: warm p50, CPU per scrape, RSS
-//   idle     an exporter nobody scrapes: CPU over --idle-seconds
+//   idle     an exporter nobody scrapes: CPU over --idle-seconds (30), after --idle-settle-seconds
+//            (12: start-up and V8's memory reducer, reported apart), to the nanosecond
 // The simulator's counters (uptime, network and disk bytes, CPU of running guests) drift between
 // scrapes as a live cluster's do; --static keeps its answers the same (which flatters the encoder
 // cache: then every chunk of output is reused).
@@ -13,7 +14,7 @@
 // Usage: npm run bench -- [--phases latency,cpu] [--warm 200] [--rss-scrapes 1000] [--query cluster=1&node=1]
 //        [--static] [--dist node_modules/.dist-main] [--node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"]
 import { parseArgs } from 'node:util';
-import { cpuSeconds, measureFloor, ms1, pct, rssMb, scrapeOnce, sleep, startPair, type BenchSetup, type Running, type ScrapeSample } from './harness.ts';
+import { cpuSeconds, cpuSecondsPrecise, measureFloor, ms1, pct, rssMb, scrapeOnce, sleep, startPair, type BenchSetup, type Running, type ScrapeSample } from './harness.ts';
 
 const { values } = parseArgs({
   options: {
@@ -21,7 +22,8 @@ const { values } = parseArgs({
     warm: { type: 'string', default: '200' },
     'rss-scrapes': { type: 'string', default: '1000' },
     'scale-warm': { type: 'string', default: '30' },
-    'idle-seconds': { type: 'string', default: '20' },
+    'idle-seconds': { type: 'string', default: '30' },
+    'idle-settle-seconds': { type: 'string', default: '12' },
     'latency-ms': { type: 'string', default: '10' },
     'config-latency-ms': { type: 'string', default: '15' },
     query: { type: 'string', default: 'cluster=1&node=1' },
@@ -140,15 +142,25 @@ if (phases.has('scale')) {
 
 if (phases.has('idle')) {
   const seconds = Number(values['idle-seconds']);
+  const settle = Number(values['idle-settle-seconds']);
   result.idle = await withPair({ nodes: 1, guestsPerNode: 10, latencyMs: 0, configLatencyMs: 0 }, async (run) => {
     const pid = run.exporter.pid!;
-    await sleep(2000); // start-up work done
-    const cpu0 = cpuSeconds(pid);
+    // Start-up, then V8's memory reducer: a few GCs some 8 s after the process went quiet.
+    const start = cpuSecondsPrecise(pid);
+    await sleep(settle * 1000);
+    const cpu0 = cpuSecondsPrecise(pid);
     const t0 = performance.now();
     await sleep(seconds * 1000);
-    const cpu = cpuSeconds(pid) - cpu0;
+    const cpu = cpuSecondsPrecise(pid) - cpu0;
     const wall = (performance.now() - t0) / 1000;
-    return { seconds: ms1(wall), cpu_ms: ms1(cpu * 1000), core_percent: +((100 * cpu) / wall).toFixed(2) };
+    return {
+      settle_seconds: settle,
+      settle_cpu_ms: ms1((cpu0 - start) * 1000),
+      seconds: ms1(wall),
+      cpu_ms: +(cpu * 1000).toFixed(2),
+      core_percent: +((100 * cpu) / wall).toFixed(3),
+      cpu_seconds_per_day: +((cpu / wall) * 86400).toFixed(1),
+    };
   });
 }
 

@@ -3,12 +3,12 @@
 // number of (module, target) clients (bug 7).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createGzip } from 'node:zlib';
+import { createGzip, gzipSync } from 'node:zlib';
 import { startSimulator } from '../sim/index.ts';
 import type { Simulator } from '../sim/types.ts';
 import { buildCommand } from '../src/cli.ts';
 import { parseConfigText, type ModuleConfig } from '../src/config.ts';
-import { ClientCache, connectionSettingsDigest } from '../src/pve/client.ts';
+import { ClientCache, connectionSettingsDigest, inflateChunkSize } from '../src/pve/client.ts';
 import { get, simPasswordModule, startExporter, type RunningExporter } from './helpers/exporter.ts';
 import { fakeTargetModule, startHttpsTarget, type FakeTarget } from './helpers/fake-targets.ts';
 import { getFreePort } from './helpers/net.ts';
@@ -57,6 +57,18 @@ function until(pred: () => boolean, what: string, boundMs = 10_000): Promise<voi
 }
 
 // First in this file, so the peak RSS before it is the process's baseline.
+test('inflate buffer size: the size the gzip trailer states, within 16 KiB..4 MiB and the cap', () => {
+  const MiB = 1024 * 1024;
+  const of = (n: number) => gzipSync(Buffer.alloc(n, 'a'));
+  assert.equal(inflateChunkSize(of(1_600_000), 64 * MiB), 1_600_000);
+  assert.equal(inflateChunkSize(of(100), 64 * MiB), 16 * 1024, 'small answers: zlib default');
+  assert.equal(inflateChunkSize(of(1_600_000), MiB), MiB, 'never above the cap');
+  const liar = of(1000);
+  liar.writeUInt32LE(0xffffffff, liar.length - 4);
+  assert.equal(inflateChunkSize(liar, 64 * MiB), 4 * MiB, 'a lying trailer costs one 4 MiB buffer at most');
+  assert.equal(inflateChunkSize(Buffer.from('not gzip'), 64 * MiB), 16 * 1024);
+});
+
 describe('answer size cap (bug 2)', () => {
   const INFLATED = 512 * MiB;
   let bomb: Buffer;

@@ -164,6 +164,17 @@ function sizeError(path: string, what: string, max: number): PveError {
 }
 
 /** The body of an answer, raw at most `max` bytes and decoded at most `max` bytes. */
+/**
+ * Output buffer size for inflating `gz`: the size its gzip trailer states (ISIZE, the length mod
+ * 2^32), within [16 KiB, 4 MiB] and the cap. zlib's default of 16 KiB made a 1.6 MB answer come
+ * out in a hundred pieces, each a round trip through the stream machinery; a trailer that lies
+ * costs at most one 4 MiB buffer, and the cap still holds (maxOutputLength).
+ */
+export function inflateChunkSize(gz: Buffer, max: number): number {
+  const stated = gz.length >= 18 ? gz.readUInt32LE(gz.length - 4) : 0;
+  return Math.max(16 * 1024, Math.min(stated, 4 * 1024 * 1024, max));
+}
+
 async function readCappedBody(res: Dispatcher.ResponseData, path: string, max: number, onRaw?: (bytes: number) => void): Promise<Buffer> {
   const declared = Number(res.headers['content-length']);
   if (Number.isFinite(declared) && declared > max) {
@@ -186,7 +197,7 @@ async function readCappedBody(res: Dispatcher.ResponseData, path: string, max: n
   if (encoding !== 'gzip') return raw;
   try {
     // maxOutputLength stops inflating at the cap: a gzip bomb costs at most `max` bytes.
-    return await gunzipAsync(raw, { maxOutputLength: max });
+    return await gunzipAsync(raw, { maxOutputLength: max, chunkSize: inflateChunkSize(raw, max) });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw sizeError(path, 'decompressed answer', max);
     throw new PveError('parse', path, `answer is not valid gzip: ${(err as Error).message}`);
