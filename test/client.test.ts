@@ -9,7 +9,7 @@ import type { Simulator } from '../sim/types.ts';
 import { buildCommand } from '../src/cli.ts';
 import { parseConfigText, type ModuleConfig } from '../src/config.ts';
 import { ClientCache, connectionSettingsDigest, inflateChunkSize } from '../src/pve/client.ts';
-import { get, simPasswordModule, startExporter, type RunningExporter } from './helpers/exporter.ts';
+import { get, simPasswordModule, startExporter, type RunningExporter, useSimAndExporter } from './helpers/exporter.ts';
 import { fakeTargetModule, startHttpsTarget, type FakeTarget } from './helpers/fake-targets.ts';
 import { getFreePort } from './helpers/net.ts';
 import { parseExposition } from './helpers/promtext.ts';
@@ -211,22 +211,13 @@ describe('reload during a scrape (bug 3)', () => {
 });
 
 describe('shared password login (bug 5)', () => {
-  let sim: Simulator;
-  let exp: RunningExporter;
-  before(async () => {
-    sim = await startSimulator({ scenario: 'default' });
-    exp = await startExporter(simPasswordModule(sim));
-  });
-  after(async () => {
-    await exp.close();
-    await sim.close();
-  });
+  const env = useSimAndExporter({ config: (sim) => simPasswordModule(sim) });
 
   test('a 0.3 s scrape giving up does not abort the login a 10 s scrape shares', async () => {
-    sim.addFault({ path: '/access/ticket', delayMs: 1000, times: 1 });
-    const module = exp.app.state.config.modules.get('default')!;
-    const target = { host: '127.0.0.1', port: sim.port };
-    const scraper = exp.app.state.scraper;
+    env.sim.addFault({ path: '/access/ticket', delayMs: 1000, times: 1 });
+    const module = env.exp.app.state.config.modules.get('default')!;
+    const target = { host: '127.0.0.1', port: env.sim.port };
+    const scraper = env.exp.app.state.scraper;
     // Both start in the same tick: the short one starts the login, the long one joins it. Different
     // scopes, so they are two collections (identical scrapes would share one: scrape-sharing.test.ts).
     const short = scraper.scrape({ module, target, cluster: true, node: false, scrapeTimeoutSeconds: 0.3 });
@@ -236,7 +227,7 @@ describe('shared password login (bug 5)', () => {
     assert.match(s.error ?? '', /scrape deadline/);
     assert.equal(l.status, 200, l.error);
     assert.deepEqual(l.outcomes.filter((o) => !o.ok), []);
-    assert.equal(sim.stats().logins, 1);
+    assert.equal(env.sim.stats().logins, 1);
   });
 });
 

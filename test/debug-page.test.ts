@@ -1,7 +1,7 @@
 // See what a scrape did: /pve?debug=true (a log of every PVE call and collector, then the
 // metrics), the recent scrapes on the landing page with their stored logs (/logs?id=N), escaping,
 // and the pointer line on /metrics. Against the HTTPS simulator.
-import { after, afterEach, before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,7 +12,7 @@ import YAML from 'yaml';
 import { startSimulator } from '../sim/index.ts';
 import { exporterModule } from '../sim/exporter-config.ts';
 import type { Simulator } from '../sim/types.ts';
-import { get, simModule, simPasswordModule, startExporter, type RunningExporter } from './helpers/exporter.ts';
+import { get, simModule, simPasswordModule, startExporter, type RunningExporter, useSimAndExporter } from './helpers/exporter.ts';
 import { hasTool } from './helpers/tools.ts';
 import { SCRAPE_COLLECTORS } from '../src/collectors/registry.ts';
 import { DEBUG_LOG_MAX_CALLS, privilegeFor, ScrapeLog, STORED_LOG_MAX_CALLS } from '../src/scrape/debug-log.ts';
@@ -45,24 +45,11 @@ function collectorLine(log: string, name: string): string {
 }
 
 describe('debug=true', () => {
-  let sim: Simulator;
-  let exp: RunningExporter;
-  before(async () => {
-    sim = await startSimulator({ scenario: 'default' });
-    exp = await startExporter(simModule(sim), ['--scrape.cache-ttl', '60']);
-  });
-  after(async () => {
-    await exp.close();
-    await sim.close();
-  });
-  afterEach(() => {
-    sim.clearFaults();
-    sim.resetStats();
-  });
+  const env = useSimAndExporter({ args: ['--scrape.cache-ttl', '60'], resetAfterEach: true });
 
   test('a plain-text log of every call and collector, then the metrics; no token in it', async () => {
-    sim.addFault({ path: '/cluster/backup-info/not-backed-up', status: 403, reason: 'Permission check failed (/, Sys.Audit)' });
-    const res = await get(`${exp.url}/pve?target=127.0.0.1&debug=true`);
+    env.sim.addFault({ path: '/cluster/backup-info/not-backed-up', status: 403, reason: 'Permission check failed (/, Sys.Audit)' });
+    const res = await get(`${env.exp.url}/pve?target=127.0.0.1&debug=true`);
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
     const [log, metrics] = res.body.split('\nMetrics the scrape would have returned:\n');
@@ -74,7 +61,7 @@ describe('debug=true', () => {
     assert.match(log, /GET \/cluster\/backup-info\/not-backed-up +403 /);
     assert.match(log, /GET \/nodes\/[^/]+\/(qemu|lxc)\/\d+\/config +200 .*cache miss/);
     const callLines = log.split('\n').filter((l) => /^ +\+\d+\.\d{3}s  (GET|POST) /.test(l) && !l.includes('cache hit'));
-    assert.equal(callLines.length, sim.stats().total, 'one line per call the simulator answered');
+    assert.equal(callLines.length, env.sim.stats().total, 'one line per call the simulator answered');
     // Every collector: success, duration, series, error, and the privilege a 403 needs.
     assert.match(collectorLine(log, 'status'), /ok +\d+\.\d ms +\d+ series/);
     const backup = collectorLine(log, 'backup-info');
@@ -82,31 +69,31 @@ describe('debug=true', () => {
     assert.match(log, /^Result: 200, \d+ series/m);
     assert.match(metrics, /^pve_up\{/m);
     assert.match(metrics, /^pve_exporter_collector_success\{collector="backup-info"\} 0$/m);
-    assert.ok(!res.body.includes(sim.credentials.tokenValue), 'the token value is in the debug log');
+    assert.ok(!res.body.includes(env.sim.credentials.tokenValue), 'the token value is in the debug log');
   });
 
   test('a second debug scrape shows the guest config cache hits, and bypasses the result cache', async () => {
-    const normal = await get(`${exp.url}/pve?target=127.0.0.1`);
+    const normal = await get(`${env.exp.url}/pve?target=127.0.0.1`);
     assert.equal(normal.status, 200);
-    sim.resetStats();
-    const res = await get(`${exp.url}/pve?target=127.0.0.1&debug=true`);
-    assert.ok(callsTo(sim, '/cluster/status') >= 1, 'debug=true collected although a cached result was there');
+    env.sim.resetStats();
+    const res = await get(`${env.exp.url}/pve?target=127.0.0.1&debug=true`);
+    assert.ok(callsTo(env.sim, '/cluster/status') >= 1, 'debug=true collected although a cached result was there');
     assert.match(res.body, /guest config cache: [1-9]\d* hit\(s\) \(no call\), 0 miss\(es\)/);
     assert.match(res.body, /GET \/nodes\/[^/]+\/(qemu|lxc)\/\d+\/config +cache hit: no call/);
-    const again = await get(`${exp.url}/pve?target=127.0.0.1`);
+    const again = await get(`${env.exp.url}/pve?target=127.0.0.1`);
     assert.equal(again.status, 200);
   });
 
   test('a scrape that fails says why, with no metrics', async () => {
-    sim.addFault({ path: /.*/, status: 500, reason: 'proxy down' });
-    const res = await get(`${exp.url}/pve?target=127.0.0.1&debug=true&cluster=0`);
+    env.sim.addFault({ path: /.*/, status: 500, reason: 'proxy down' });
+    const res = await get(`${env.exp.url}/pve?target=127.0.0.1&debug=true&cluster=0`);
     assert.equal(res.status, 200);
     assert.match(res.body, /^Result: 500 in .*proxy down/m);
     assert.match(res.body, /The scrape would have answered 500: Error scraping target 127\.0\.0\.1: .*proxy down/);
   });
 
   test('a bad debug value is a 400', async () => {
-    const res = await get(`${exp.url}/pve?target=127.0.0.1&debug=maybe`);
+    const res = await get(`${env.exp.url}/pve?target=127.0.0.1&debug=maybe`);
     assert.equal(res.status, 400);
     assert.match(res.body, /debug must be "true" or "false"/);
   });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { gunzipSync } from 'node:zlib';
 import { startSimulator } from '../sim/index.ts';
 import type { Simulator } from '../sim/types.ts';
-import { get, simModule, simPasswordModule, startExporter, type RunningExporter } from './helpers/exporter.ts';
+import { get, simModule, simPasswordModule, startExporter, type RunningExporter, useSimAndExporter } from './helpers/exporter.ts';
 import { getFreePort } from './helpers/net.ts';
 import { parseExposition, type Exposition } from './helpers/promtext.ts';
 
@@ -24,22 +24,13 @@ function callsTo(sim: Simulator, re: RegExp): number {
 }
 
 describe('API economy and caching (default scenario)', () => {
-  let sim: Simulator;
-  let exp: RunningExporter;
-  before(async () => {
-    sim = await startSimulator({ scenario: 'default' });
-    exp = await startExporter(simModule(sim));
-  });
-  after(async () => {
-    await exp.close();
-    await sim.close();
-  });
+  const env = useSimAndExporter();
 
   test('each fixed endpoint is called at most once per scrape', async () => {
-    sim.resetStats();
-    const res = await get(`${exp.url}/pve?target=127.0.0.1`);
+    env.sim.resetStats();
+    const res = await get(`${env.exp.url}/pve?target=127.0.0.1`);
     assert.equal(res.status, 200);
-    const calls = sim.stats().calls;
+    const calls = env.sim.stats().calls;
     for (const [path, count] of calls) {
       if (!/\/config$/.test(path)) assert.equal(count, 1, `${path} called ${count} times`);
     }
@@ -47,26 +38,26 @@ describe('API economy and caching (default scenario)', () => {
       assert.equal(calls.get(p), 1, p);
     }
     // Guests on pve1: qemu/100, qemu/101, lxc/200: one config call each on a cold cache.
-    assert.equal(callsTo(sim, /\/config$/), 3);
+    assert.equal(callsTo(env.sim, /\/config$/), 3);
   });
 
   test('a warm scrape fetches no guest configs and reuses connections', async () => {
-    sim.resetStats();
-    const res = await get(`${exp.url}/pve?target=127.0.0.1`);
+    env.sim.resetStats();
+    const res = await get(`${env.exp.url}/pve?target=127.0.0.1`);
     assert.equal(res.status, 200);
-    assert.equal(callsTo(sim, /\/config$/), 0);
-    assert.equal(sim.stats().connections, 0, 'keep-alive: no new TCP connection');
+    assert.equal(callsTo(env.sim, /\/config$/), 0);
+    assert.equal(env.sim.stats().connections, 0, 'keep-alive: no new TCP connection');
     assert.match(res.body, /pve_onboot_status\{id="qemu\/100",node="pve1",type="qemu"\} 1/);
   });
 
   test('gzip when accepted, OpenMetrics when asked', async () => {
-    const res = await fetch(`${exp.url}/pve?target=127.0.0.1`, { headers: { 'accept-encoding': 'gzip' } });
+    const res = await fetch(`${env.exp.url}/pve?target=127.0.0.1`, { headers: { 'accept-encoding': 'gzip' } });
     assert.equal(res.headers.get('content-encoding'), 'gzip');
     const raw = Buffer.from(await res.arrayBuffer());
     // fetch may or may not decode; accept both, but the payload must be the exposition.
     const text = raw[0] === 0x1f ? gunzipSync(raw).toString() : raw.toString();
     assert.match(text, /^# HELP pve_up /);
-    const om = await get(`${exp.url}/pve?target=127.0.0.1`, { accept: 'application/openmetrics-text;version=1.0.0' });
+    const om = await get(`${env.exp.url}/pve?target=127.0.0.1`, { accept: 'application/openmetrics-text;version=1.0.0' });
     assert.match(om.headers.get('content-type') ?? '', /application\/openmetrics-text/);
     assert.ok(om.body.endsWith('# EOF\n'));
     assert.match(om.body, /# TYPE pve_network_transmit_bytes_total gauge/);
@@ -75,7 +66,7 @@ describe('API economy and caching (default scenario)', () => {
   });
 
   test('the text exposition parses and has no duplicate series', async () => {
-    const res = await get(`${exp.url}/pve?target=127.0.0.1`, { accept: 'text/plain' });
+    const res = await get(`${env.exp.url}/pve?target=127.0.0.1`, { accept: 'text/plain' });
     assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
     const parsed = parseExposition(res.body);
     assert.ok(parsed.size > 30);

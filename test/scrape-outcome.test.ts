@@ -3,10 +3,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { startSimulator } from '../sim/index.ts';
-import type { Simulator } from '../sim/types.ts';
 import { Deadline, MAX_SCRAPE_TIMEOUT_SECONDS, effectiveTimeoutSeconds } from '../src/scrape/deadline.ts';
-import { get, simModule, startExporter, type RunningExporter } from './helpers/exporter.ts';
+import { get, startExporter, type RunningExporter, useSimAndExporter } from './helpers/exporter.ts';
 import { fakeTargetModule, startHangingListener, startHttpsTarget, type FakeTarget } from './helpers/fake-targets.ts';
 import { parseExposition } from './helpers/promtext.ts';
 
@@ -131,19 +129,10 @@ describe('the deadline itself (bug 9)', () => {
   });
 
   describe('against the simulator', () => {
-    let sim: Simulator;
-    let exp: RunningExporter;
-    before(async () => {
-      sim = await startSimulator({ scenario: 'default' });
-      exp = await startExporter(simModule(sim));
-    });
-    after(async () => {
-      await exp.close();
-      await sim.close();
-    });
+    const env = useSimAndExporter();
 
     test('a scrape with a 10^10 s timeout header succeeds in full', async () => {
-      const res = await get(`${exp.url}/pve?target=127.0.0.1`, { 'X-Prometheus-Scrape-Timeout-Seconds': '10000000000' });
+      const res = await get(`${env.exp.url}/pve?target=127.0.0.1`, { 'X-Prometheus-Scrape-Timeout-Seconds': '10000000000' });
       assert.equal(res.status, 200, res.body);
       const success = parseExposition(res.body).get('pve_exporter_collector_success');
       assert.ok(success);

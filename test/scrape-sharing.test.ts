@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { startSimulator } from '../sim/index.ts';
 import type { Simulator } from '../sim/types.ts';
 import { ResultCache } from '../src/scrape/result-cache.ts';
-import { get, simModule, startExporter, type RunningExporter } from './helpers/exporter.ts';
+import { get, simModule, startExporter, type RunningExporter, useSimAndExporter } from './helpers/exporter.ts';
 import { parseExposition } from './helpers/promtext.ts';
 
 function callsTo(sim: Simulator, path: string): number {
@@ -47,61 +47,48 @@ function scrape(exp: RunningExporter, timeoutSeconds?: number, signal?: AbortSig
 }
 
 describe('identical scrapes in flight share one collection', () => {
-  let sim: Simulator;
-  let exp: RunningExporter;
-  before(async () => {
-    sim = await startSimulator({ scenario: 'default' });
-    exp = await startExporter(simModule(sim));
-  });
-  after(async () => {
-    await exp.close();
-    await sim.close();
-  });
-  afterEach(() => {
-    sim.clearFaults();
-    sim.resetStats();
-  });
+  const env = useSimAndExporter({ resetAfterEach: true });
 
   test('the second waits for the first: one set of PVE calls, the same answer, counted as shared', async () => {
-    const before = await scrapeCounts(exp);
+    const before = await scrapeCounts(env.exp);
     // Generous delays: the later scrape must arrive while the first is in flight, on a loaded machine too.
-    sim.addFault({ path: '/cluster/resources', delayMs: 2000, times: 1 });
-    const first = scrape(exp, 10);
-    await callArrived(sim, '/cluster/resources');
-    const second = scrape(exp, 10);
+    env.sim.addFault({ path: '/cluster/resources', delayMs: 2000, times: 1 });
+    const first = scrape(env.exp, 10);
+    await callArrived(env.sim, '/cluster/resources');
+    const second = scrape(env.exp, 10);
     const [a, b] = await Promise.all([first, second]);
     assert.equal(a.status, 200, a.body);
     assert.equal(b.status, 200, b.body);
     assert.deepEqual(failedCollectors(a.body), []);
     assert.equal(a.body, b.body, 'both got the same families');
-    assert.equal(callsTo(sim, '/cluster/resources'), 1);
-    assert.equal(callsTo(sim, '/cluster/status'), 1);
-    const after = await scrapeCounts(exp);
+    assert.equal(callsTo(env.sim, '/cluster/resources'), 1);
+    assert.equal(callsTo(env.sim, '/cluster/status'), 1);
+    const after = await scrapeCounts(env.exp);
     assert.equal(after.collected - before.collected, 1);
     assert.equal(after.shared - before.shared, 1);
     assert.equal(after.cached - before.cached, 0);
   });
 
   test('other scopes are another collection', async () => {
-    sim.addFault({ path: '/cluster/resources', delayMs: 300, times: 1 });
-    const first = scrape(exp, 10);
-    await callArrived(sim, '/cluster/resources');
-    const nodeOnly = await scrape(exp, 10, undefined, 'target=127.0.0.1&cluster=0');
+    env.sim.addFault({ path: '/cluster/resources', delayMs: 300, times: 1 });
+    const first = scrape(env.exp, 10);
+    await callArrived(env.sim, '/cluster/resources');
+    const nodeOnly = await scrape(env.exp, 10, undefined, 'target=127.0.0.1&cluster=0');
     assert.equal(nodeOnly.status, 200, nodeOnly.body);
     assert.equal((await first).status, 200);
-    assert.equal(callsTo(sim, '/cluster/status'), 2, 'each collection read /cluster/status');
+    assert.equal(callsTo(env.sim, '/cluster/status'), 2, 'each collection read /cluster/status');
   });
 
   test('the first scraper hanging up does not cancel the collection the second waits for', async () => {
-    const sharedBefore = (await scrapeCounts(exp)).shared;
-    sim.addFault({ path: '/cluster/resources', delayMs: 3000, times: 1 });
+    const sharedBefore = (await scrapeCounts(env.exp)).shared;
+    env.sim.addFault({ path: '/cluster/resources', delayMs: 3000, times: 1 });
     const hangup = new AbortController();
-    const first = scrape(exp, 10, hangup.signal).catch((err: Error) => err);
-    await callArrived(sim, '/cluster/resources');
-    const second = scrape(exp, 10);
+    const first = scrape(env.exp, 10, hangup.signal).catch((err: Error) => err);
+    await callArrived(env.sim, '/cluster/resources');
+    const second = scrape(env.exp, 10);
     // The second has joined once its request is in: wait until the exporter counts it.
     const until = Date.now() + 10_000;
-    while ((await scrapeCounts(exp)).shared < 1 + sharedBefore) {
+    while ((await scrapeCounts(env.exp)).shared < 1 + sharedBefore) {
       if (Date.now() > until) throw new Error('second scrape never joined');
       await new Promise((r) => setTimeout(r, 5));
     }
@@ -110,14 +97,14 @@ describe('identical scrapes in flight share one collection', () => {
     const b = await second;
     assert.equal(b.status, 200, b.body);
     assert.deepEqual(failedCollectors(b.body), [], 'no collector was cut short by the first one leaving');
-    assert.equal(callsTo(sim, '/cluster/resources'), 1);
+    assert.equal(callsTo(env.sim, '/cluster/resources'), 1);
   });
 
   test('a waiter with a short deadline gets a 500 of its own; the collection goes on for the other', async () => {
-    sim.addFault({ path: '/cluster/resources', delayMs: 3000, times: 1 });
-    const long = scrape(exp, 10);
-    await callArrived(sim, '/cluster/resources');
-    const short = await scrape(exp, 0.5);
+    env.sim.addFault({ path: '/cluster/resources', delayMs: 3000, times: 1 });
+    const long = scrape(env.exp, 10);
+    await callArrived(env.sim, '/cluster/resources');
+    const short = await scrape(env.exp, 0.5);
     assert.equal(short.status, 500);
     assert.match(short.body, /scrape deadline .*waiting for a collection shared with another scrape/);
     const l = await long;
@@ -128,23 +115,23 @@ describe('identical scrapes in flight share one collection', () => {
   test('a later waiter with a longer deadline moves the shared deadline: its answer is complete', async () => {
     // Without the move, the collection would stop at the first scrape's 2 s deadline and the
     // second would get resources (and the collectors reading it) failed by the deadline.
-    sim.addFault({ path: '/cluster/resources', delayMs: 4000, times: 1 });
-    const short = scrape(exp, 2);
-    await callArrived(sim, '/cluster/resources');
-    const long = scrape(exp, 10);
+    env.sim.addFault({ path: '/cluster/resources', delayMs: 4000, times: 1 });
+    const short = scrape(env.exp, 2);
+    await callArrived(env.sim, '/cluster/resources');
+    const long = scrape(env.exp, 10);
     const [s, l] = await Promise.all([short, long]);
     assert.equal(s.status, 500, 'the short one gave up at its own deadline');
     assert.equal(l.status, 200, l.body);
     assert.deepEqual(failedCollectors(l.body), []);
-    assert.equal(callsTo(sim, '/cluster/resources'), 1);
+    assert.equal(callsTo(env.sim, '/cluster/resources'), 1);
   });
 
   test('when every waiter has hung up, the collection stops and the next scrape starts afresh', async () => {
-    sim.addFault({ path: '/cluster/resources', hang: true, times: 1 });
+    env.sim.addFault({ path: '/cluster/resources', hang: true, times: 1 });
     const hangup = new AbortController();
-    const first = scrape(exp, 30, hangup.signal).catch((err: Error) => err);
-    await callArrived(sim, '/cluster/resources');
-    const inFlight = () => exp.app.state.scraper.sharing.inFlight;
+    const first = scrape(env.exp, 30, hangup.signal).catch((err: Error) => err);
+    await callArrived(env.sim, '/cluster/resources');
+    const inFlight = () => env.exp.app.state.scraper.sharing.inFlight;
     assert.equal(inFlight(), 1);
     hangup.abort();
     await first;
@@ -153,10 +140,10 @@ describe('identical scrapes in flight share one collection', () => {
       if (Date.now() > until) throw new Error('the abandoned collection is still in flight');
       await new Promise((r) => setTimeout(r, 5));
     }
-    const next = await scrape(exp, 10);
+    const next = await scrape(env.exp, 10);
     assert.equal(next.status, 200, next.body);
     assert.deepEqual(failedCollectors(next.body), []);
-    assert.equal(callsTo(sim, '/cluster/resources'), 2, 'a new collection, not the abandoned one');
+    assert.equal(callsTo(env.sim, '/cluster/resources'), 2, 'a new collection, not the abandoned one');
   });
 });
 

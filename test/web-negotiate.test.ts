@@ -1,13 +1,11 @@
 // Content negotiation with q-values (issue 7, bug 6): unit cases for the header parsing, and the
 // running exporter answering what the scraper prefers.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { gunzipSync } from 'node:zlib';
-import { startSimulator } from '../sim/index.ts';
-import type { Simulator } from '../sim/types.ts';
 import { negotiateFormat, negotiateGzip } from '../src/web/negotiate.ts';
-import { simModule, startExporter, type RunningExporter } from './helpers/exporter.ts';
+import { useSimAndExporter } from './helpers/exporter.ts';
 import { PROMETHEUS_ACCEPT } from './helpers/prom-stack.ts';
 
 /** What Prometheus 3 sends with its default scrape_protocols. */
@@ -64,36 +62,27 @@ function rawGet(url: string, headers: Record<string, string>): Promise<{ status:
 }
 
 describe('the exporter answers what the scraper prefers', () => {
-  let sim: Simulator;
-  let exp: RunningExporter;
-  before(async () => {
-    sim = await startSimulator({ scenario: 'default' });
-    exp = await startExporter(simModule(sim));
-  });
-  after(async () => {
-    await exp.close();
-    await sim.close();
-  });
+  const env = useSimAndExporter();
 
   test('text when Accept prefers text, OpenMetrics for Prometheus', async () => {
-    const text = await rawGet(`${exp.url}/pve?target=127.0.0.1`, { accept: 'text/plain;q=0.9,application/openmetrics-text;q=0.5' });
+    const text = await rawGet(`${env.exp.url}/pve?target=127.0.0.1`, { accept: 'text/plain;q=0.9,application/openmetrics-text;q=0.5' });
     assert.equal(text.status, 200);
     assert.match(String(text.headers['content-type']), /^text\/plain; version=0\.0\.4/);
     assert.ok(!text.body.toString().includes('# EOF'));
-    const om = await rawGet(`${exp.url}/pve?target=127.0.0.1`, { accept: PROMETHEUS_ACCEPT });
+    const om = await rawGet(`${env.exp.url}/pve?target=127.0.0.1`, { accept: PROMETHEUS_ACCEPT });
     assert.match(String(om.headers['content-type']), /^application\/openmetrics-text; version=1\.0\.0/);
     assert.ok(om.body.toString().endsWith('# EOF\n'));
   });
 
   test('gzip;q=0 gets identity, gzip gets gzip (on /pve and /metrics)', async () => {
     for (const path of ['/pve?target=127.0.0.1', '/metrics']) {
-      const plain = await rawGet(`${exp.url}${path}`, { 'accept-encoding': 'gzip;q=0, identity' });
+      const plain = await rawGet(`${env.exp.url}${path}`, { 'accept-encoding': 'gzip;q=0, identity' });
       assert.equal(plain.status, 200);
       assert.equal(plain.headers['content-encoding'], undefined, path);
       // /metrics opens with the comment saying where the PVE metrics are.
       const start = path === '/metrics' ? /^# This is the exporter's own metrics\..*\n# HELP / : /^# HELP /;
       assert.match(plain.body.toString(), start, path);
-      const zipped = await rawGet(`${exp.url}${path}`, { 'accept-encoding': 'gzip' });
+      const zipped = await rawGet(`${env.exp.url}${path}`, { 'accept-encoding': 'gzip' });
       assert.equal(zipped.headers['content-encoding'], 'gzip', path);
       assert.match(gunzipSync(zipped.body).toString(), start, path);
     }
