@@ -12,7 +12,7 @@ import type { ScenarioName, SimOptions } from './types.ts';
 const USAGE = `usage: tsx sim/cli.ts [--scenario default|pve8|degraded|standalone] [--host 127.0.0.1] [--port 8006]
   [--generated-nodes N --guests-per-node M [--storages-per-node S] [--replication-jobs-per-node R] [--cluster-name NAME]]
   [--latency-ms MS] [--config-latency-ms MS] [--auth-failure-delay-ms MS] [--ticket-lifetime-sec S]
-  [--offline-node NODE]... [--loopback-nodes]
+  [--offline-node NODE]... [--loopback-nodes] [--drift-counters]
   [--healthy-nodes] [--degraded-pool NODE]... [--failed-disk NODE]... [--apt-forbidden]
   [--variant ceph-health-warn|no-ceph|agent-not-running|backup-failed]...`;
 
@@ -35,6 +35,7 @@ function optionsFromArgs(argv: string[]): SimOptions {
       'ticket-lifetime-sec': { type: 'string' },
       'offline-node': { type: 'string', multiple: true },
       'loopback-nodes': { type: 'boolean' },
+      'drift-counters': { type: 'boolean' },
       'healthy-nodes': { type: 'boolean' },
       'degraded-pool': { type: 'string', multiple: true },
       'failed-disk': { type: 'string', multiple: true },
@@ -57,6 +58,7 @@ function optionsFromArgs(argv: string[]): SimOptions {
     ticketLifetimeSec: numberFlag('ticket-lifetime-sec', values['ticket-lifetime-sec']),
     offlineNodes: values['offline-node'],
     loopbackNodes: values['loopback-nodes'],
+    driftCounters: values['drift-counters'],
   };
   if (values.variant !== undefined) {
     const unknown = values.variant.filter((v) => !isSimVariant(v));

@@ -1106,7 +1106,7 @@ describe('without driftCounters', () => {
 });
 
 test('cli prints one JSON line once listening and stops on SIGTERM', async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'sim/cli.ts', '--scenario', 'degraded', '--port', '0', '--latency-ms', '1'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'sim/cli.ts', '--scenario', 'degraded', '--port', '0', '--latency-ms', '1', '--drift-counters'], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -1128,6 +1128,9 @@ test('cli prints one JSON line once listening and stops on SIGTERM', async () =>
     const port = Number(new URL(ready.url).port);
     const remote = { port, caFile: ready.caFile, credentials: ready.credentials } as Simulator;
     assert.deepEqual(await getData(remote, '/cluster/config/qdevice'), {}, 'degraded scenario');
+    const netin = async () => (await getEntries(remote, '/cluster/resources')).filter((e) => e.status === 'running' && typeof e.netin === 'number').map((e) => e.netin as number);
+    const [a, b] = [await netin(), await netin()];
+    assert.ok(a.length > 0 && a.every((v, i) => v < b[i]), '--drift-counters: counters grow between answers');
   } finally {
     child.kill('SIGTERM');
   }
