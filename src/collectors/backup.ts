@@ -6,7 +6,6 @@
 // of VM <vmid> (<hh:mm:ss>)" and "ERROR: Backup of VM <vmid> failed - <reason>". A finished
 // task's log never changes, so it is fetched once and kept by UPID.
 import { MetricFamily, gauge } from '../exposition/family.ts';
-import { PveError } from '../pve/errors.ts';
 import type { PveSession } from '../pve/session.ts';
 import type { BackupJob, ClusterStatusNode, NodeTask } from '../pve/types.ts';
 import { forEachLimited } from './limited.ts';
@@ -190,11 +189,7 @@ async function collectBackups(s: PveSession): Promise<MetricFamily[]> {
   for (const tasks of tasksByNode.values()) foldNodeTasks(tasks, (upid) => logs.get(upid), guests);
   if (allListed) s.retainTaskLogs(listed);
   const families = buildBackup(jobs, guests, guestIds);
-  if (failures.length > 0) {
-    const first = failures[0];
-    const err = first instanceof PveError ? first : new PveError('parse', '/nodes/{node}/tasks', String(first));
-    throw new PartialFailure(families, new PveError(err.kind, err.path, `${failures.length} task call(s) failed, first: ${err.message}`, err.status));
-  }
+  if (failures.length > 0) throw PartialFailure.ofCalls(families, failures, 'task', '/nodes/{node}/tasks');
   return families;
 }
 

@@ -1,5 +1,4 @@
 import { MetricFamily, gauge } from '../exposition/family.ts';
-import { PveError } from '../pve/errors.ts';
 import type { GuestOnboot } from '../pve/session.ts';
 import { PartialFailure, type ScrapeCollector } from './types.ts';
 
@@ -36,11 +35,8 @@ export const configCollector: ScrapeCollector = {
     const node = (await s.localNode()).name;
     const result = await s.guestOnboot(node);
     const families = buildOnboot(result.guests);
-    if (result.failures.length > 0) {
-      // Series for the guests that did answer are still worth having; the failure is reported.
-      const first = result.failures[0];
-      throw new PartialFailure(families, new PveError(first.kind, first.path, `${result.failures.length} guest config call(s) failed, first: ${first.message}`, first.status));
-    }
+    // Series for the guests that did answer are still worth having; the failure is reported.
+    if (result.failures.length > 0) throw PartialFailure.ofCalls(families, result.failures, 'guest config', '/nodes/{node}/{type}/{vmid}/config');
     return families;
   },
 };

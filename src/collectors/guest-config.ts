@@ -3,7 +3,6 @@
 // cores and sockets, configured memory and balloon minimum, protection, agent, creation time.
 // Values, not labels: one series per guest and setting, whatever the values are.
 import { MetricFamily, gauge } from '../exposition/family.ts';
-import { PveError } from '../pve/errors.ts';
 import type { GuestWithConfig } from '../pve/session.ts';
 import { PartialFailure, type ScrapeCollector } from './types.ts';
 
@@ -72,10 +71,7 @@ export const guestConfigCollector: ScrapeCollector = {
     const node = (await s.localNode()).name;
     const result = await s.guestConfigs(node);
     const families = buildGuestConfig(result.guests);
-    if (result.failures.length > 0) {
-      const first = result.failures[0];
-      throw new PartialFailure(families, new PveError(first.kind, first.path, `${result.failures.length} guest config call(s) failed, first: ${first.message}`, first.status));
-    }
+    if (result.failures.length > 0) throw PartialFailure.ofCalls(families, result.failures, 'guest config', '/nodes/{node}/{type}/{vmid}/config');
     return families;
   },
 };

@@ -4,7 +4,6 @@
 // collector's TTL, fetched under the client's concurrency cap with a short per-call timeout; a
 // guest whose agent does not answer shows as pve_guest_agent_up 0 and the collector still succeeds.
 import { MetricFamily, gauge } from '../exposition/family.ts';
-import { PveError } from '../pve/errors.ts';
 import type { PveSession } from '../pve/session.ts';
 import type { GuestFsInfo } from '../pve/types.ts';
 import { forEachLimited } from './limited.ts';
@@ -89,11 +88,7 @@ async function collectGuestFilesystems(s: PveSession): Promise<MetricFamily[]> {
   });
   s.retainGuestFsInfo(new Set(agentGuests.map((g) => `qemu/${g.vmid}`)));
   const families = buildGuestFilesystems(outcomes);
-  if (failures.length > 0) {
-    const first = failures[0];
-    const err = first instanceof PveError ? first : new PveError('parse', '/nodes/{node}/qemu/{vmid}/agent/get-fsinfo', String(first));
-    throw new PartialFailure(families, new PveError(err.kind, err.path, `${failures.length} get-fsinfo call(s) failed, first: ${err.message}`, err.status));
-  }
+  if (failures.length > 0) throw PartialFailure.ofCalls(families, failures, 'get-fsinfo', '/nodes/{node}/qemu/{vmid}/agent/get-fsinfo');
   return families;
 }
 

@@ -1,6 +1,6 @@
 import type { FamilySpec, MetricFamily } from '../exposition/family.ts';
 import type { PveSession } from '../pve/session.ts';
-import type { PveError } from '../pve/errors.ts';
+import { PveError } from '../pve/errors.ts';
 
 export type Scope = 'cluster' | 'node';
 
@@ -92,5 +92,16 @@ export class PartialFailure extends Error {
     readonly failure: PveError,
   ) {
     super(failure.message);
+  }
+
+  /**
+   * Some of a collector's many calls of one kind failed (guest configs, task lists, get-fsinfo):
+   * the series of the others, and a failure that counts them and tells the first. `path` names
+   * the endpoint when the first failure is not a PveError.
+   */
+  static ofCalls(families: MetricFamily[], failures: readonly unknown[], what: string, path: string): PartialFailure {
+    const first = failures[0];
+    const err = first instanceof PveError ? first : new PveError('parse', path, String(first));
+    return new PartialFailure(families, new PveError(err.kind, err.path, `${failures.length} ${what} call(s) failed, first: ${err.message}`, err.status));
   }
 }
