@@ -2,6 +2,7 @@
 // asks first, and the others share the same promise.
 import { waitWithin, type Decoder, type PveClient, type RequestContext } from './client.ts';
 import { decodeMetricsExportNodes } from './metrics-export-scan.ts';
+import type { TtlCache } from './ttl-cache.ts';
 import { PveError } from './errors.ts';
 import { guestConfigFields, type GuestConfigFields } from './guest-config.ts';
 import type {
@@ -194,26 +195,38 @@ export class PveSession {
       // The refresh is work for the cache, not for this scrape: it runs under the module timeout
       // and is shared with any scrape that needs it meanwhile (smartctl on every disk can take
       // longer than one scrape's deadline; the next scrape then finds the answer).
-      let fill = store.inflight(key);
-      if (!fill) {
-        // The scrape that starts the fill logs its call (debug=true), the others a wait on it.
-        fill = this.call(path, shape, query, { ...this.client.ownContext(this.ctx.module), trace: this.ctx.trace }).then((value) => {
-          store.set(key, value);
-          return value;
-        });
-        fill.catch(() => undefined);
-        store.track(key, fill);
-      }
-      try {
-        return await waitWithin(fill, this.ctx.signal, () => new PveError('deadline', path, 'scrape deadline reached while waiting for PVE (the answer is cached when it comes)'));
-      } catch (err) {
-        const definite = err instanceof PveError && (err.kind === 'auth' || err.status === 403 || err.status === 501);
-        const stale = definite ? undefined : store.stale(key);
-        if (stale === undefined) throw err;
-        this.staleServed.set(cache, (this.staleServed.get(cache) ?? 0) + 1);
-        return stale;
-      }
+      // The scrape that starts the fill logs its call (debug=true), the others a wait on it.
+      const fill = store.inflight(key) ?? this.fillCache(store, key, this.call(path, shape, query, { ...this.client.ownContext(this.ctx.module), trace: this.ctx.trace }));
+      return this.waitForFill(fill, store, key, cache, path, 'PVE (the answer is cached when it comes)');
     });
+  }
+
+  /** `call`'s answer goes into `store` under `key` once it comes; scrapes meanwhile share the fill. */
+  private fillCache<T>(store: TtlCache<T>, key: string, call: Promise<T>): Promise<T> {
+    const fill = call.then((value) => {
+      store.set(key, value);
+      return value;
+    });
+    fill.catch(() => undefined);
+    store.track(key, fill);
+    return fill;
+  }
+
+  /**
+   * A cache fill awaited within this scrape's deadline. When it fails, an expired entry still
+   * within its stale window stands in, counted in `staleServed` under `cache`; answers that are
+   * definite (401, 403 no permission, 501 no such endpoint) are not papered over.
+   */
+  private async waitForFill<T>(fill: Promise<T>, store: TtlCache<T>, key: string, cache: string, path: string, waitingFor: string): Promise<T> {
+    try {
+      return await waitWithin(fill, this.ctx.signal, () => new PveError('deadline', path, `scrape deadline reached while waiting for ${waitingFor}`));
+    } catch (err) {
+      const definite = err instanceof PveError && (err.kind === 'auth' || err.status === 403 || err.status === 501);
+      const stale = definite ? undefined : store.stale(key);
+      if (stale === undefined) throw err;
+      this.staleServed.set(cache, (this.staleServed.get(cache) ?? 0) + 1);
+      return stale;
+    }
   }
 
   clusterStatus(): Promise<ClusterStatusEntry[]> {
@@ -440,17 +453,14 @@ export class PveSession {
       if (cached !== undefined) return cached;
       const path = `/nodes/${encodeURIComponent(node)}/tasks/${encodeURIComponent(upid)}/log`;
       // A cache fill: under the module timeout, shared with any scrape that needs it meanwhile.
-      let fill = store.inflight(upid);
-      if (!fill) {
-        // limit=0: every line (pve-common's dump_logfile reads to the end); the default is 50.
-        fill = this.call(path, asArray<TaskLogLine>, { limit: '0' }, { ...this.client.ownContext(this.ctx.module), trace: this.ctx.trace }).then((lines) => {
-          const value = parse(lines.map((l) => String(l.t)));
-          store.set(upid, value);
-          return value;
-        });
-        fill.catch(() => undefined);
-        store.track(upid, fill);
-      }
+      // limit=0: every line (pve-common's dump_logfile reads to the end); the default is 50.
+      const fill =
+        store.inflight(upid) ??
+        this.fillCache(
+          store,
+          upid,
+          this.call(path, asArray<TaskLogLine>, { limit: '0' }, { ...this.client.ownContext(this.ctx.module), trace: this.ctx.trace }).then((lines) => parse(lines.map((l) => String(l.t)))),
+        );
       return waitWithin(fill, this.ctx.signal, () => new PveError('deadline', path, 'scrape deadline reached while waiting for a task log (kept when it comes)'));
     });
   }
@@ -478,7 +488,7 @@ export class PveSession {
       let fill = store.inflight(key);
       if (!fill) {
         const ctx: RequestContext = { ...this.client.ownContext(this.ctx.module), trace: this.ctx.trace, callTimeoutMs: timeoutMs };
-        fill = this.call(path, asObject<GuestFsInfo>, undefined, ctx).then(
+        const answer = this.call(path, asObject<GuestFsInfo>, undefined, ctx).then(
           (fsinfo): AgentFsAnswer => ({ up: true, fsinfo }),
           (err: unknown): AgentFsAnswer => {
             const silent = agentSilence(err);
@@ -490,23 +500,10 @@ export class PveSession {
             return { up: false, reason: silent };
           },
         );
-        fill = fill.then((answer) => {
-          store.set(key, answer);
-          return answer;
-        });
-        fill.catch(() => undefined);
-        store.track(key, fill);
+        fill = this.fillCache(store, key, answer);
       }
-      try {
-        return await waitWithin(fill, this.ctx.signal, () => new PveError('deadline', path, 'scrape deadline reached while waiting for the guest agent (kept when it comes)'));
-      } catch (err) {
-        // Failures that are not the agent's (403, node unreachable, deadline): a stale answer stands in where one is left.
-        const definite = err instanceof PveError && (err.kind === 'auth' || err.status === 403 || err.status === 501);
-        const stale = definite ? undefined : store.stale(key);
-        if (stale === undefined) throw err;
-        this.staleServed.set(GUEST_FS_CACHE, (this.staleServed.get(GUEST_FS_CACHE) ?? 0) + 1);
-        return stale;
-      }
+      // Failures that are not the agent's (403, node unreachable, deadline): a stale answer stands in where one is left.
+      return this.waitForFill(fill, store, key, GUEST_FS_CACHE, path, 'the guest agent (kept when it comes)');
     });
   }
 
