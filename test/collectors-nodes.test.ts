@@ -1,7 +1,6 @@
 // Unit tests of the node-level and config-derived collectors, from the reference examples.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { MetricFamily } from '../src/exposition/family.ts';
 import { buildNodeStatus, kernelRelease, managerVersion } from '../src/collectors/node-status.ts';
 import { buildNodeMetrics } from '../src/collectors/node-metrics.ts';
 import { buildZfs, ZPOOL_STATES } from '../src/collectors/zfs.ts';
@@ -26,14 +25,8 @@ import type {
   ZfsPool,
 } from '../src/pve/types.ts';
 import { byNode, endpointFile, example, variant } from './helpers/fixtures.ts';
+import { series } from './helpers/families.ts';
 
-function series(fams: MetricFamily[], name: string): Map<string, number> {
-  const fam = fams.find((f) => f.spec.name === name);
-  assert.ok(fam, `family ${name} missing`);
-  const out = new Map<string, number>();
-  for (const s of fam.samples) out.set(fam.spec.labels.map((l, i) => `${l}=${s.labelValues[i]}`).join(','), s.value);
-  return out;
-}
 
 function exportEntries(): MetricsExportEntry[] {
   return (example<{ data: MetricsExportEntry[] }>('cluster__metrics__export')).data;

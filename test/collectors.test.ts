@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { MetricFamily } from '../src/exposition/family.ts';
 import { buildStatus } from '../src/collectors/status.ts';
 import { buildResources } from '../src/collectors/resources.ts';
 import { buildNodeInfo } from '../src/collectors/node.ts';
@@ -14,16 +13,8 @@ import { buildReplication } from '../src/collectors/replication.ts';
 import { COLLECTORS, SCRAPE_COLLECTORS } from '../src/collectors/registry.ts';
 import type { ClusterResource, ClusterStatusEntry, ReplicationJob, SubscriptionInfo, VersionInfo } from '../src/pve/types.ts';
 import { byNode, example, variant } from './helpers/fixtures.ts';
+import { series } from './helpers/families.ts';
 
-function series(fams: MetricFamily[], name: string): Map<string, number> {
-  const fam = fams.find((f) => f.spec.name === name);
-  assert.ok(fam, `family ${name} missing`);
-  const out = new Map<string, number>();
-  for (const s of fam.samples) {
-    out.set(fam.spec.labels.map((l, i) => `${l}=${s.labelValues[i]}`).join(','), s.value);
-  }
-  return out;
-}
 
 test('status: cluster quorum, node online, guests running, storages available', () => {
   const fams = buildStatus(example<ClusterStatusEntry[]>('cluster__status'), example<ClusterResource[]>('cluster__resources'));

@@ -7,15 +7,8 @@ import { startSimulator } from '../sim/index.ts';
 import type { Simulator } from '../sim/types.ts';
 import { get, simModule, simPasswordModule, startExporter, type RunningExporter, useSimAndExporter } from './helpers/exporter.ts';
 import { getFreePort } from './helpers/net.ts';
-import { parseExposition, type Exposition } from './helpers/promtext.ts';
+import { collectorSuccess, parseExposition } from './helpers/promtext.ts';
 
-function collectorSuccess(exp: Exposition): Record<string, number> {
-  const fam = exp.get('pve_exporter_collector_success');
-  assert.ok(fam, 'pve_exporter_collector_success missing');
-  const out: Record<string, number> = {};
-  for (const [key, v] of fam.samples) out[/collector="([^"]+)"/.exec(key)![1]] = v;
-  return out;
-}
 
 function callsTo(sim: Simulator, re: RegExp): number {
   let n = 0;

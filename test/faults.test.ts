@@ -24,7 +24,7 @@ import {
   type FaultyPve,
   type FaultyRule,
 } from './helpers/faulty-pve.ts';
-import { parseExposition } from './helpers/promtext.ts';
+import { collectorSuccess, parseExposition } from './helpers/promtext.ts';
 
 /** What Prometheus sends as X-Prometheus-Scrape-Timeout-Seconds. */
 const SCRAPE_TIMEOUT_S = 4;
@@ -322,13 +322,6 @@ async function pollUntilZero(count: () => number, waitMs: number): Promise<numbe
   return n;
 }
 
-function collectorSuccess(body: string): Record<string, number> {
-  const fam = parseExposition(body).get('pve_exporter_collector_success');
-  assert.ok(fam, 'pve_exporter_collector_success missing from a 200 answer');
-  const out: Record<string, number> = {};
-  for (const [key, v] of fam.samples) out[/collector="([^"]+)"/.exec(key)![1]] = v;
-  return out;
-}
 
 const UNHANDLED = /unhandled|uncaught|ERR_UNHANDLED_REJECTION|triggerUncaughtException/i;
 /** Node's process warnings, e.g. "(node:123) MaxListenersExceededWarning": a listener leak. */
@@ -388,7 +381,7 @@ describe('fault matrix: 4 s scrape timeout against a failing target', () => {
         const answerText = `${[...res.headers].map(([k, v]) => `${k}: ${v}`).join('\n')}\n${body}`;
         const leaks = [...leakedSecrets(answerText, secrets).map(() => 'answer'), ...leakedSecrets(stderr, secrets).map(() => 'log')];
         let success: Record<string, number> | null = null;
-        if (res.status === 200) success = collectorSuccess(body);
+        if (res.status === 200) success = collectorSuccess(parseExposition(body));
         const m: Measured = {
           row: row.name,
           status: res.status,

@@ -2,7 +2,6 @@
 // examples of reference/pve-api.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { MetricFamily } from '../src/exposition/family.ts';
 import { buildCeph } from '../src/collectors/ceph.ts';
 import { buildHa, parseHaState } from '../src/collectors/ha.ts';
 import { buildGuestFilesystems } from '../src/collectors/guest-filesystem.ts';
@@ -12,14 +11,8 @@ import { forEachLimited } from '../src/collectors/limited.ts';
 import { PveError } from '../src/pve/errors.ts';
 import type { BackupJob, CephStatus, GuestFsInfo, HaStatusEntry, NodeTask } from '../src/pve/types.ts';
 import { byNode, example, variant } from './helpers/fixtures.ts';
+import { series } from './helpers/families.ts';
 
-function series(fams: MetricFamily[], name: string): Map<string, number> {
-  const fam = fams.find((f) => f.spec.name === name);
-  assert.ok(fam, `family ${name} missing`);
-  const out = new Map<string, number>();
-  for (const s of fam.samples) out.set(fam.spec.labels.map((l, i) => `${l}=${s.labelValues[i]}`).join(','), s.value);
-  return out;
-}
 
 describe('ceph', () => {
   test('HEALTH_OK example: one-hot status, no checks, OSDs, PGs, capacity', () => {

@@ -13,15 +13,8 @@ import { ClientCache } from '../src/pve/client.ts';
 import { Scraper, type ScrapeResult } from '../src/scrape.ts';
 import { SelfMetrics } from '../src/self-metrics.ts';
 import { get, simModule, startExporter, type RunningExporter } from './helpers/exporter.ts';
-import { parseExposition, type Exposition } from './helpers/promtext.ts';
+import { collectorSuccess, parseExposition } from './helpers/promtext.ts';
 
-function collectorSuccess(exp: Exposition): Record<string, number> {
-  const fam = exp.get('pve_exporter_collector_success');
-  assert.ok(fam, 'pve_exporter_collector_success missing');
-  const out: Record<string, number> = {};
-  for (const [key, v] of fam.samples) out[/collector="([^"]+)"/.exec(key)![1]] = v;
-  return out;
-}
 
 function nonConfigCalls(sim: Simulator): string[] {
   return [...sim.stats().calls.keys()].filter((p) => !p.endsWith('/config')).sort();

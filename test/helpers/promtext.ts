@@ -1,5 +1,6 @@
 // A small parser of the Prometheus text format (and OpenMetrics) for semantic comparison:
 // families with HELP, TYPE and samples keyed by their sorted label set.
+import assert from 'node:assert/strict';
 
 export interface ParsedFamily {
   name: string;
@@ -115,4 +116,13 @@ export function diffExpositions(
     if (!expected.has(name) && !ignored(name)) diffs.push(`unexpected family ${name}`);
   }
   return diffs;
+}
+
+/** pve_exporter_collector_success of a scrape (which must have it), by collector name. */
+export function collectorSuccess(exp: Exposition): Record<string, number> {
+  const fam = exp.get('pve_exporter_collector_success');
+  assert.ok(fam, 'pve_exporter_collector_success missing');
+  const out: Record<string, number> = {};
+  for (const [key, v] of fam.samples) out[/collector="([^"]+)"/.exec(key)![1]] = v;
+  return out;
 }
