@@ -375,7 +375,11 @@ describe('remote write retries against a receiver answering 503 then 400', () =>
     try {
       const s = (n: number): PushSample => ({ labels: [['__name__', 'm'], ['n', String(n)]], value: n, timestampMs: n });
       writer.enqueue([s(1), s(2), s(3), s(4)]);
-      await waitUntil('four requests', async () => seen.length >= 4 && writer.queued === 0, 10_000, 20);
+      // Done when the writer has handled the fourth answer: `queued` leaves out the batch in
+      // flight, and the receiver records a request before the writer reads its answer, so the
+      // rejection's log line (written after its count) is what says the 400 was dealt with.
+      const handled = () => logs.some((l) => /rejected by the receiver/.test(l));
+      await waitUntil('four requests, the last one handled', async () => seen.length >= 4 && writer.queued === 0 && handled(), 10_000, 20);
       assert.deepEqual(seen.map((x) => x.status), [503, 429, 204, 400]);
       assert.ok(seen[2].at - seen[1].at >= 990, 'Retry-After: 1 waited for');
       for (const h of seen.map((x) => x.headers)) {
