@@ -8,7 +8,7 @@ import { startSimulator } from '../sim/index.ts';
 import type { Simulator } from '../sim/types.ts';
 import { buildCommand } from '../src/cli.ts';
 import { parseConfigText, type ModuleConfig } from '../src/config.ts';
-import { ClientCache, connectionSettingsDigest, inflateChunkSize } from '../src/pve/client.ts';
+import { ClientCache, connectionSettingsDigest, inflateCapped, inflateChunkSize, SYNC_INFLATE_MAX } from '../src/pve/client.ts';
 import { get, simPasswordModule, startExporter, type RunningExporter, useSimAndExporter } from './helpers/exporter.ts';
 import { fakeTargetModule, startHttpsTarget, type FakeTarget } from './helpers/fake-targets.ts';
 import { getFreePort } from './helpers/net.ts';
@@ -67,6 +67,24 @@ test('inflate buffer size: the size the gzip trailer states, within 16 KiB..4 Mi
   liar.writeUInt32LE(0xffffffff, liar.length - 4);
   assert.equal(inflateChunkSize(liar, 64 * MiB), 4 * MiB, 'a lying trailer costs one 4 MiB buffer at most');
   assert.equal(inflateChunkSize(Buffer.from('not gzip'), 64 * MiB), 16 * 1024);
+});
+
+test('inflate: on the main thread up to 8 MiB, past it in the threadpool, the cap holding on both ways', async () => {
+  const MiB = 1024 * 1024;
+  const text = (n: number) => Buffer.from(JSON.stringify({ data: 'abcdefghij'.repeat(Math.ceil(n / 10)).slice(0, n) }));
+  for (const size of [100, 2 * MiB, SYNC_INFLATE_MAX - 64, SYNC_INFLATE_MAX + 64, 12 * MiB]) {
+    const plain = text(size);
+    assert.ok((await inflateCapped(gzipSync(plain), 64 * MiB)).equals(plain), `${size} bytes under a 64 MiB cap`);
+  }
+  const over = (cap: number, size: number) =>
+    assert.rejects(inflateCapped(gzipSync(text(size)), cap), (err: NodeJS.ErrnoException) => err.code === 'ERR_BUFFER_TOO_LARGE', `${size} bytes over a cap of ${cap}`);
+  await over(4 * MiB, 5 * MiB); // cap below the main thread's share
+  await over(10 * MiB, 12 * MiB); // past the main thread's share, then over the cap
+  // A trailer stating another size than the data's is refused, whichever way the answer went.
+  const liar = gzipSync(text(12 * MiB));
+  liar.writeUInt32LE(1000, liar.length - 4);
+  await assert.rejects(inflateCapped(liar, 64 * MiB), /size|check/i, 'the trailer is checked at the end');
+  await assert.rejects(inflateCapped(Buffer.from('not gzip at all'), 64 * MiB), (err: NodeJS.ErrnoException) => err.code === 'Z_DATA_ERROR');
 });
 
 describe('answer size cap (bug 2)', () => {
