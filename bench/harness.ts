@@ -23,6 +23,8 @@ export interface BenchSetup {
   readonly nodeArgs?: readonly string[];
   /** The build to run (default: dist/ of this checkout). */
   readonly dist?: string;
+  /** A file to run instead of <dist>/main.js (the single-file bundle the launchers ship). */
+  readonly entry?: string;
   /** The simulator's answers stay the same scrape after scrape (default: counters drift, as live). */
   readonly static?: boolean;
 }
@@ -46,7 +48,7 @@ export async function startPair(setup: BenchSetup): Promise<Running> {
   // An allow-list and mode 0600, so the exporter has no warning to log.
   writeFileSync(configFile, exporterConfig(sim, 'default', { targets: ['127.0.0.1'] }), { mode: 0o600 });
   const port = await getFreePort();
-  const main = path.resolve(setup.dist ?? new URL('../dist', import.meta.url).pathname, 'main.js');
+  const main = setup.entry ?? path.resolve(setup.dist ?? new URL('../dist', import.meta.url).pathname, 'main.js');
   const exporter = spawn(
     process.execPath,
     ['--max-semi-space-size=4', ...(setup.nodeArgs ?? []), main, '--config.file', configFile, '--web.listen-address', `127.0.0.1:${port}`, '--log.level', 'warn'],

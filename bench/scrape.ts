@@ -13,6 +13,12 @@
 // The machine these run on is shared: wall times are noisy, CPU seconds less so.
 // Usage: npm run bench -- [--phases latency,cpu] [--warm 200] [--rss-scrapes 1000] [--query cluster=1&node=1]
 //        [--static] [--dist node_modules/.dist-main] [--node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"]
+//        [--bundle]  (runs the single-file bundle of scripts/bundle.mjs, as every shipped launcher does,
+//                     instead of dist/main.js)
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { cpuSeconds, cpuSecondsPrecise, measureFloor, ms1, pct, rssMb, scrapeOnce, sleep, startPair, type BenchSetup, type Running, type ScrapeSample } from './harness.ts';
 
@@ -30,6 +36,7 @@ const { values } = parseArgs({
     'node-args': { type: 'string', default: '' },
     dist: { type: 'string' },
     static: { type: 'boolean', default: false },
+    bundle: { type: 'boolean', default: false },
   },
 });
 const phases = new Set(values.phases.split(',').map((p) => p.trim()));
@@ -39,9 +46,12 @@ const latencyMs = Number(values['latency-ms']);
 const configLatencyMs = Number(values['config-latency-ms']);
 const query = values.query;
 const nodeArgs = values['node-args'].split(' ').filter(Boolean);
+/** --bundle: the bundle built from this checkout's sources, in a folder of its own (no node_modules beside it). */
+const entry = values.bundle ? path.join(mkdtempSync(path.join(tmpdir(), 'pve-exporter-bundle-')), 'pve-exporter.mjs') : undefined;
+if (entry) execFileSync(process.execPath, [new URL('../scripts/bundle.mjs', import.meta.url).pathname, '--outfile', entry], { stdio: ['ignore', 'ignore', 'inherit'] });
 
 async function withPair<T>(setup: BenchSetup, body: (run: Running) => Promise<T>): Promise<T> {
-  const run = await startPair({ ...setup, nodeArgs, dist: values.dist, static: values.static });
+  const run = await startPair({ ...setup, nodeArgs, dist: values.dist, entry, static: values.static });
   try {
     return await body(run);
   } finally {
@@ -83,7 +93,7 @@ const result: Record<string, unknown> = {
   setup: {
     query,
     node: process.version,
-    dist: values.dist ?? 'dist',
+    dist: entry ? 'bundle (scripts/bundle.mjs)' : (values.dist ?? 'dist'),
     counters: values.static ? 'static' : 'drifting',
     note: 'wall times on a shared 2-core machine are noisy; CPU figures are the exporter process only',
   },
