@@ -163,19 +163,21 @@ function sizeError(path: string, what: string, max: number): PveError {
   return new PveError('size', path, `${what} is larger than the cap of ${max} bytes (--pve.max-response-size)`);
 }
 
+/** Answers up to this size (decoded) are inflated on the main thread; larger ones in the threadpool. */
+export const SYNC_INFLATE_MAX = 8 * 1024 * 1024;
+
 /**
- * Output buffer size for inflating `gz`: the size its gzip trailer states (ISIZE, the length mod
- * 2^32), within [16 KiB, 4 MiB] and the cap. zlib's default of 16 KiB made a 1.6 MB answer come
- * out in a hundred pieces, each a round trip through the stream machinery; a trailer that lies
- * costs at most one 4 MiB buffer, and the cap still holds (maxOutputLength).
+ * Output buffer size for inflating `gz`: one byte more than its gzip trailer states (ISIZE, the
+ * length mod 2^32), within [16 KiB, 8 MiB + 1] and the cap, so a typical answer comes out in one
+ * buffer of its own size. zlib's default of 16 KiB made a 1.6 MB answer come out in a hundred
+ * pieces, then copied into one; a buffer of exactly the stated size made zlib allocate a second
+ * one as large before it saw the stream end (measured: twice the answer's size per inflate). A
+ * trailer that lies costs at most one buffer of 8 MiB, and the cap still holds (maxOutputLength).
  */
 export function inflateChunkSize(gz: Buffer, max: number): number {
   const stated = gz.length >= 18 ? gz.readUInt32LE(gz.length - 4) : 0;
-  return Math.max(16 * 1024, Math.min(stated, 4 * 1024 * 1024, max));
+  return Math.max(16 * 1024, Math.min(stated + 1, SYNC_INFLATE_MAX + 1, max));
 }
-
-/** Answers up to this size (decoded) are inflated on the main thread; larger ones in the threadpool. */
-export const SYNC_INFLATE_MAX = 8 * 1024 * 1024;
 
 /**
  * A gzip answer inflated, at most `max` bytes of it (maxOutputLength: a gzip bomb costs at most
