@@ -40,3 +40,28 @@ test('OpenMetrics: counter family without _total, clash with a deprecated gauge 
 test('a family rejects samples whose label count is wrong', () => {
   assert.throws(() => new MetricFamily(gauge('x', 'h', ['a'])).add([], 1), /0 label values for 1 labels/);
 });
+
+test('MetricFamily.reserve: room left unused is not output, adding past it or after a read still works', () => {
+  const build = (room: number | undefined, n: number, readHalfway: boolean) => {
+    const f = new MetricFamily(gauge('r', 'h', ['id', 'state']));
+    if (room !== undefined) f.reserve(room);
+    for (let i = 0; i < n; i++) {
+      if (readHalfway && i === n >> 1) assert.equal(f.values.length, i);
+      f.add2(`g${i}`, i % 2 ? 'on' : 'off', i * 1.5);
+    }
+    return f;
+  };
+  const plain = build(undefined, 50, false);
+  for (const [room, readHalfway] of [[200, false], [50, false], [10, true], [200, true]] as const) {
+    const f = build(room, 50, readHalfway);
+    assert.equal(f.values.length, 50, `reserve(${room})`);
+    assert.equal(f.labelValues.length, 100);
+    assert.ok(!f.values.includes(undefined as unknown as number), 'no holes');
+    assert.equal(encode([f], 'text'), encode([plain], 'text'), `reserve(${room})${readHalfway ? ', read halfway' : ''}`);
+  }
+  const once = new MetricFamily(gauge('o', 'h', ['id'])).reserve(5);
+  once.add1('a', 1);
+  once.reserve(1000); // only before the first sample
+  assert.deepEqual(once.samples, [{ labelValues: ['a'], value: 1 }]);
+  assert.equal(encode([new MetricFamily(gauge('e', 'h', ['id'])).reserve(10)], 'text'), '# HELP e h\n# TYPE e gauge\n');
+});

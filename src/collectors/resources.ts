@@ -69,10 +69,18 @@ const VALUE_KEYS = VALUE_FAMILIES.map(([key]) => key);
 export function buildResources(resources: ClusterResource[]): MetricFamily[] {
   // Plain index loops: destructuring [key, family] pairs per resource and key was most of the
   // garbage of a 2,000-guest scrape (an iterator and its results per pair).
-  const families = VALUE_FAMILIES.map(([, spec]) => new MetricFamily(spec));
-  const ha = new MetricFamily(HA_STATE);
-  const lock = new MetricFamily(LOCK_STATE);
-  const guestInfo = new MetricFamily(GUEST_INFO);
+  // Each family's arrays are allocated once at their final size (MetricFamily.reserve).
+  let guests = 0;
+  let nodes = 0;
+  for (let ri = 0; ri < resources.length; ri++) {
+    const t = resources[ri].type;
+    if (t === 'qemu' || t === 'lxc') guests++;
+    else if (t === 'node') nodes++;
+  }
+  const families = VALUE_FAMILIES.map(([, spec]) => new MetricFamily(spec).reserve(resources.length));
+  const ha = new MetricFamily(HA_STATE).reserve(guests * GUEST_HA_STATES.length + nodes * NODE_HA_STATES.length);
+  const lock = new MetricFamily(LOCK_STATE).reserve(guests * LOCK_STATES.length);
+  const guestInfo = new MetricFamily(GUEST_INFO).reserve(guests);
   const storageInfo = new MetricFamily(STORAGE_INFO);
   for (let ri = 0; ri < resources.length; ri++) {
     const r = resources[ri];

@@ -19,39 +19,70 @@ export interface Sample {
 }
 
 export class MetricFamily {
-  /** Label values of sample i are labelValues[i*n .. i*n+n-1], n = spec.labels.length. */
-  readonly labelValues: string[] = [];
-  readonly values: number[] = [];
+  private lv: string[] = [];
+  private vs: number[] = [];
+  /** Samples added so far (the arrays may be longer: reserve()). */
+  private count = 0;
 
   constructor(readonly spec: FamilySpec) {}
 
-  add(labelValues: readonly string[], value: number): this {
-    if (labelValues.length !== this.spec.labels.length) {
-      throw new Error(`metric ${this.spec.name}: ${labelValues.length} label values for ${this.spec.labels.length} labels`);
+  /** Label values of sample i are labelValues[i*n .. i*n+n-1], n = spec.labels.length. */
+  get labelValues(): string[] {
+    const want = this.count * this.spec.labels.length;
+    if (this.lv.length !== want) this.lv.length = want; // trims what reserve() left unused, in place
+    return this.lv;
+  }
+
+  get values(): number[] {
+    if (this.vs.length !== this.count) this.vs.length = this.count;
+    return this.vs;
+  }
+
+  /**
+   * Room for `series` samples, allocated once. Arrays grown by push are copied at each step, and
+   * past 128 KB each copy lands in V8's large-object space, which only a full collection frees:
+   * the one-hot HA and lock families of 2,000 guests (40,000 series) made most of the scrape's
+   * large-object garbage that way. Room left unused is trimmed when the family is read.
+   */
+  reserve(series: number): this {
+    if (this.count === 0 && series > 0) {
+      this.vs = new Array<number>(series);
+      this.lv = new Array<string>(series * this.spec.labels.length);
     }
-    for (const v of labelValues) this.labelValues.push(v);
-    this.values.push(value);
+    return this;
+  }
+
+  add(labelValues: readonly string[], value: number): this {
+    const n = this.spec.labels.length;
+    if (labelValues.length !== n) {
+      throw new Error(`metric ${this.spec.name}: ${labelValues.length} label values for ${n} labels`);
+    }
+    for (let j = 0, k = this.count * n; j < n; j++, k++) this.lv[k] = labelValues[j];
+    this.vs[this.count++] = value;
     return this;
   }
 
   /** add() for one-label families, without an array per sample (hot path). */
   add1(label: string, value: number): void {
     if (this.spec.labels.length !== 1) throw new Error(`metric ${this.spec.name}: add1 on ${this.spec.labels.length} labels`);
-    this.labelValues.push(label);
-    this.values.push(value);
+    this.lv[this.count] = label;
+    this.vs[this.count++] = value;
   }
 
   /** add() for two-label families, without an array per sample (hot path). */
   add2(a: string, b: string, value: number): void {
     if (this.spec.labels.length !== 2) throw new Error(`metric ${this.spec.name}: add2 on ${this.spec.labels.length} labels`);
-    this.labelValues.push(a, b);
-    this.values.push(value);
+    const k = this.count * 2;
+    this.lv[k] = a;
+    this.lv[k + 1] = b;
+    this.vs[this.count++] = value;
   }
 
   /** The samples as objects (tests and tooling; the encoder reads the flat arrays). */
   get samples(): Sample[] {
     const n = this.spec.labels.length;
-    return this.values.map((value, i) => ({ labelValues: this.labelValues.slice(i * n, i * n + n), value }));
+    const lv = this.labelValues;
+    return this.values.map((value, i) => ({ labelValues: lv.slice(i * n, i * n + n), value }));
   }
 }
 
