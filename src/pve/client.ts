@@ -175,26 +175,32 @@ export const SYNC_INFLATE_MAX = 8 * 1024 * 1024;
  * trailer that lies costs at most one buffer of 8 MiB, and the cap still holds (maxOutputLength).
  */
 export function inflateChunkSize(gz: Buffer, max: number): number {
-  const stated = gz.length >= 18 ? gz.readUInt32LE(gz.length - 4) : 0;
-  return Math.max(16 * 1024, Math.min(stated + 1, SYNC_INFLATE_MAX + 1, max));
+  return Math.max(16 * 1024, Math.min(statedSize(gz) + 1, SYNC_INFLATE_MAX + 1, max));
+}
+
+/** The decoded size a gzip member's trailer states (ISIZE, mod 2^32); 0 when too short to have one. */
+function statedSize(gz: Buffer): number {
+  return gz.length >= 18 ? gz.readUInt32LE(gz.length - 4) : 0;
 }
 
 /**
  * A gzip answer inflated, at most `max` bytes of it (maxOutputLength: a gzip bomb costs at most
- * the cap). Typical answers (a 2,000-guest /cluster/metrics/export is 1.6 MB) are inflated at
- * once on the main thread: the threadpool round trip and its stream machinery cost more CPU than
- * the inflate itself (measured: 2-4 ms per scrape). Past SYNC_INFLATE_MAX (a 10,000-guest
- * cluster, or a bomb) the main thread stops and the threadpool does the whole answer under the
- * cap, so no answer holds the event loop for longer than 8 MiB of output takes.
+ * the cap). Answers whose trailer states at most SYNC_INFLATE_MAX (a 2,000-guest
+ * /cluster/metrics/export is 1.6 MB) are inflated at once on the main thread: the threadpool
+ * round trip and its stream machinery cost more CPU than the inflate itself (measured: 2-4 ms per
+ * scrape). Larger ones (a 10,000-guest cluster, most bombs) go to the threadpool under the cap;
+ * so does one whose trailer understated its size, once the main thread has inflated 8 MiB of it,
+ * so no answer holds the event loop for longer than 8 MiB of output takes.
  * Throws zlib's errors (ERR_BUFFER_TOO_LARGE past the cap).
  */
 export async function inflateCapped(raw: Buffer, max: number): Promise<Buffer> {
   const chunkSize = inflateChunkSize(raw, max);
-  if (max <= SYNC_INFLATE_MAX) return gunzipSync(raw, { maxOutputLength: max, chunkSize });
-  try {
-    return gunzipSync(raw, { maxOutputLength: SYNC_INFLATE_MAX, chunkSize });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ERR_BUFFER_TOO_LARGE') throw err;
+  if (statedSize(raw) <= SYNC_INFLATE_MAX) {
+    try {
+      return gunzipSync(raw, { maxOutputLength: Math.min(max, SYNC_INFLATE_MAX), chunkSize });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ERR_BUFFER_TOO_LARGE' || max <= SYNC_INFLATE_MAX) throw err;
+    }
   }
   return gunzipAsync(raw, { maxOutputLength: max, chunkSize });
 }
