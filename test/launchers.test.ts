@@ -3,12 +3,9 @@
 // exporter's memory figures are measured with (bench/scrape.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { HEAP_GROWING_PERCENT, tuneHeapGrowth } from '../src/heap-tuning.ts';
+import { spawnExporter } from './helpers/exporter-process.ts';
 
 const read = (p: string) => readFileSync(new URL(`../${p}`, import.meta.url), 'utf8');
 
@@ -44,37 +41,20 @@ test('package.json: npm start runs the same command (for development)', () => {
 // src/heap-tuning.ts: the exporter sets V8's heap growing factor to 2 itself, unless node was
 // given one. V8's verbose GC trace prints the factor with each new old-generation limit.
 async function lastHeapFactor(nodeFlags: string[]): Promise<string | undefined> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'pve-exporter-heap-'));
-  const config = path.join(dir, 'pve.yml');
-  writeFileSync(config, 'default:\n  user: monitoring@pve\n  token_name: exporter\n  token_value: not-used\n  verify_ssl: false\n  targets: [127.0.0.1]\n', { mode: 0o600 });
   // --gc-global: every collection is a full one, which computes a new limit; a 1 MB young
   // generation makes the requests below fill it many times over.
-  const child = spawn(
-    process.execPath,
-    [...nodeFlags, '--trace-gc-verbose', '--gc-global', '--max-semi-space-size=1', '--import', 'tsx', fileURLToPath(new URL('../src/main.ts', import.meta.url)), '--config.file', config, '--web.listen-address', '127.0.0.1:0'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exp = await spawnExporter({
+    config: 'default:\n  user: monitoring@pve\n  token_name: exporter\n  token_value: not-used\n  verify_ssl: false\n  targets: [127.0.0.1]\n',
+    nodeArgs: [...nodeFlags, '--trace-gc-verbose', '--gc-global', '--max-semi-space-size=1'],
+  });
   try {
-    const end = Date.now() + 60_000;
-    while (!err.includes('pve-exporter listening')) {
-      if (Date.now() > end || child.exitCode !== null) throw new Error(`exporter did not start:\n${err}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
     // Collections after start-up, from serving requests.
-    const url = /"address":"(http:[^"]+)"/.exec(err)![1];
-    const before = out.length;
-    for (let i = 0; i < 200 && !/\[HeapController\] Limit/.test(out.slice(before)); i++) await (await fetch(`${url}/metrics`)).text();
+    const before = exp.stdout().length;
+    for (let i = 0; i < 200 && !/\[HeapController\] Limit/.test(exp.stdout().slice(before)); i++) await (await fetch(`${exp.url}/metrics`)).text();
   } finally {
-    child.kill('SIGTERM');
-    await exited;
-    rmSync(dir, { recursive: true, force: true });
+    await exp.stop();
   }
-  const limits = [...out.matchAll(/\[HeapController\] Limit: .*\(([\d.]+)\)/g)].map((m) => m[1]);
+  const limits = [...exp.stdout().matchAll(/\[HeapController\] Limit: .*\(([\d.]+)\)/g)].map((m) => m[1]);
   return limits.at(-1);
 }
 

@@ -15,6 +15,8 @@ export interface ExporterProcessOptions {
   readonly config: string;
   /** Extra flags (after --config.file and --web.listen-address). */
   readonly args?: readonly string[];
+  /** Extra node flags, after the launchers' own (a later V8 flag wins). */
+  readonly nodeArgs?: readonly string[];
   /** Run the TypeScript sources through tsx (tests) or the build (benchmarks). Default "src". */
   readonly entry?: 'src' | 'dist';
   /** How long to wait for the listening line, ms (default 30 s: a loaded 2-core machine). */
@@ -27,6 +29,8 @@ export interface ExporterProcess {
   readonly url: string;
   /** Everything the process wrote to stderr so far (its JSON log lines and any crash). */
   stderr(): string;
+  /** Everything it wrote to stdout so far (V8's traces, when asked for with nodeArgs). */
+  stdout(): string;
   alive(): boolean;
   /** Resident set size now, bytes (/proc/PID/status VmRSS). */
   rssBytes(): number;
@@ -50,9 +54,12 @@ export async function spawnExporter(opts: ExporterProcessOptions): Promise<Expor
   // The same V8 flag every launcher passes (see src/main.ts), so memory figures are the shipped ones.
   const child = spawn(
     process.execPath,
-    ['--max-semi-space-size=4', ...entry, '--config.file', configFile, '--web.listen-address', '127.0.0.1:0', ...(opts.args ?? [])],
-    { env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', 'ignore', 'pipe'] },
+    ['--max-semi-space-size=4', ...(opts.nodeArgs ?? []), ...entry, '--config.file', configFile, '--web.listen-address', '127.0.0.1:0', ...(opts.args ?? [])],
+    { env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  let out = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (d: string) => (out += d));
   let err = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (d: string) => (err += d));
@@ -75,6 +82,7 @@ export async function spawnExporter(opts: ExporterProcessOptions): Promise<Expor
     pid,
     url,
     stderr: () => err,
+    stdout: () => out,
     alive: () => exitedResult === undefined,
     rssBytes: () => procStatusBytes(pid, 'VmRSS'),
     peakRssBytes: () => procStatusBytes(pid, 'VmHWM'),
