@@ -400,6 +400,45 @@ describe('remote write retries against a receiver answering 503 then 400', () =>
   });
 });
 
+describe('remote write to a receiver that accepts and never answers', () => {
+  test('each attempt gives up at remote_write.timeout, is counted as an error with the reason, retried; close() ends it at once', async () => {
+    const sockets = new Set<import('node:net').Socket>();
+    let accepted = 0;
+    const server = (await import('node:net')).createServer((s) => {
+      accepted++;
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => sockets.delete(s));
+      s.resume(); // read the request, never answer
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as import('node:net').AddressInfo;
+    const { RemoteWriter } = await import('../src/push/remote-writer.ts');
+    const { SelfMetrics } = await import('../src/self-metrics.ts');
+    const { createLogger } = await import('../src/log.ts');
+    const logs: string[] = [];
+    const self = new SelfMetrics({ apiMetrics: false, targetMetrics: false });
+    const cfg = parsePushConfigText(
+      `remote_write:\n  url: http://127.0.0.1:${port}/api/v1/write\n  timeout: 1s\n  queue_config: {min_backoff: 10ms, max_backoff: 20ms}\njobs:\n  - {job_name: x, target: t}\n`,
+      'push.yml',
+      new Set(['default']),
+    );
+    const writer = new RemoteWriter(cfg.remoteWrite, self, createLogger('debug', { write: (l: string) => void logs.push(l) }));
+    try {
+      writer.enqueue([{ labels: [['__name__', 'm']], value: 1, timestampMs: 1 }]);
+      await waitUntil('two attempts given up', async () => /pve_exporter_push_requests_total\{status="error"\} [2-9]/.test(await self.registry.metrics()), 15_000, 50);
+      assert.ok(logs.some((l) => /remote write failed; retrying with backoff/.test(l) && /timeout: no answer within 1s/.test(l)), logs.join('\n'));
+      // A connection given up is closed, not left to pile up beside the next attempt's.
+      assert.ok(sockets.size <= 1, `${sockets.size} connections open after ${accepted} attempts`);
+      assert.equal(writer.queued, 0, 'the batch is in flight, not dropped');
+    } finally {
+      await writer.close();
+      await waitUntil('connections closed after close()', async () => sockets.size === 0, 5_000, 20);
+      server.close();
+    }
+  });
+});
+
 describe('remote write over TLS with a client certificate and a bearer token', { skip: hasTool('openssl') || process.env.CI ? false : 'openssl not installed (apt-get install openssl)' }, () => {
   test('ca_file, cert_file/key_file and server_name reach the receiver; the token comes from its file', async () => {
     const pki = makePki();

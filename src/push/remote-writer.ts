@@ -3,7 +3,8 @@
 // Retry policy of Prometheus' remote write spec: 5xx, 429 and network errors are retried with
 // exponential backoff and jitter (429/503 honour Retry-After), until they succeed; any other 4xx
 // means the receiver will never take that batch, so it is dropped, counted and logged once.
-import { Agent, request } from 'undici';
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import type { Logger } from '../log.ts';
 import { compressWriteRequest, encodeWriteRequest, REMOTE_WRITE_HEADERS, type PushSample } from '../exposition/remote-write.ts';
 import type { SelfMetrics } from '../self-metrics.ts';
@@ -20,7 +21,7 @@ type Outcome = { kind: 'sent' } | { kind: 'retry'; status: string; afterSeconds?
 
 export class RemoteWriter {
   private readonly queue: BatchQueue;
-  private readonly agent: Agent;
+  private readonly agent: http.Agent;
   private running = false;
   private closed = false;
   private lastRejection?: string;
@@ -35,17 +36,20 @@ export class RemoteWriter {
     private readonly random: () => number = Math.random,
   ) {
     this.queue = new BatchQueue(cfg.capacity);
-    this.agent = new Agent({
-      keepAliveTimeout: 60_000,
-      connect: {
-        ca: cfg.tls.ca,
-        cert: cfg.tls.cert,
-        key: cfg.tls.key,
-        servername: cfg.tls.serverName,
-        rejectUnauthorized: !cfg.tls.insecureSkipVerify,
-        timeout: cfg.timeout * 1000,
-      },
-    });
+    // One request at a time (drain), so one keep-alive connection, closed after a minute idle.
+    this.agent =
+      cfg.url.protocol === 'https:'
+        ? new https.Agent({
+            keepAlive: true,
+            maxSockets: 1,
+            timeout: 60_000,
+            ca: cfg.tls.ca,
+            cert: cfg.tls.cert,
+            key: cfg.tls.key,
+            servername: cfg.tls.serverName,
+            rejectUnauthorized: !cfg.tls.insecureSkipVerify,
+          })
+        : new http.Agent({ keepAlive: true, maxSockets: 1, timeout: 60_000 });
   }
 
   /** Samples queued (not counting the batch being sent). */
@@ -134,27 +138,25 @@ export class RemoteWriter {
       'Content-Length': String(body.length),
     };
     if (this.cfg.authorization) headers.Authorization = this.cfg.authorization;
+    // The whole exchange, connect to the last byte of the answer, within the remote write timeout.
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(Object.assign(new Error(`no answer within ${this.cfg.timeout}s`), { code: 'TIMEOUT' })), this.cfg.timeout * 1000);
+    const signal = AbortSignal.any([this.stopped.signal, timeout.signal]);
     try {
-      const res = await request(this.cfg.url, {
-        method: 'POST',
-        headers,
-        body,
-        dispatcher: this.agent,
-        headersTimeout: this.cfg.timeout * 1000,
-        bodyTimeout: this.cfg.timeout * 1000,
-        signal: AbortSignal.any([this.stopped.signal, AbortSignal.timeout(this.cfg.timeout * 1000)]),
-      });
-      const status = res.statusCode;
+      const res = await post(this.cfg.url, this.agent, headers, body, signal);
+      const status = res.statusCode ?? 0;
       this.self.pushRequests.inc({ status: String(status) });
-      const reason = status >= 300 ? await readReason(res.body) : (await res.body.dump(), '');
+      const reason = status >= 300 ? await readReason(res) : await drainBody(res);
       if (status >= 200 && status < 300) return { kind: 'sent' };
       if (status >= 500 || status === 429) return { kind: 'retry', status: String(status), afterSeconds: retryAfter(res.headers['retry-after']), reason };
       return { kind: 'rejected', status, reason };
     } catch (err) {
       this.self.pushRequests.inc({ status: 'error' });
       const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
-      const reason = e.cause?.code ?? e.code ?? e.message;
+      const reason = timeout.signal.aborted ? `timeout: no answer within ${this.cfg.timeout}s` : (e.cause?.code ?? e.code ?? e.message);
       return { kind: 'retry', status: 'error', reason: String(reason) };
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -179,8 +181,28 @@ export class RemoteWriter {
   async close(): Promise<void> {
     this.closed = true;
     this.stopped.abort();
-    await this.agent.close().catch(() => undefined);
+    this.agent.destroy();
   }
+}
+
+/** POSTs `body` to `url`; resolves with the answer's head (its body still to read). */
+function post(url: URL, agent: http.Agent, headers: http.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal): Promise<IncomingMessage> {
+  return new Promise<IncomingMessage>((resolve, reject) => {
+    const send = url.protocol === 'https:' ? https.request : http.request;
+    const req = send(url, { method: 'POST', agent, headers, signal });
+    // Stays for the request's life: a late error finds a listener (a no-op then).
+    req.on('error', reject);
+    req.once('response', resolve);
+    req.end(body);
+  });
+}
+
+/** Reads an answer's body to its end (so the connection can be reused); '' as the reason. */
+async function drainBody(res: IncomingMessage): Promise<string> {
+  for await (const _ of res) {
+    // nothing to keep
+  }
+  return '';
 }
 
 async function readReason(body: AsyncIterable<Buffer> & { destroy(): void }): Promise<string> {

@@ -4,18 +4,18 @@
 // deadline, and a cap on the size of every answer. The client also holds what belongs to the
 // target (the ticket, the guest config cache), so all of it goes when the client goes.
 import { createHash } from 'node:crypto';
-import net from 'node:net';
+import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import https from 'node:https';
 import { gunzip, gunzipSync } from 'node:zlib';
 import { promisify } from 'node:util';
 import { LRUCache } from 'lru-cache';
-import { Pool, type buildConnector, type Dispatcher } from 'undici';
 import type { ModuleConfig } from '../config.ts';
 import { PveError, classifyTransportError } from './errors.ts';
 import { GuestConfigCache } from './guest-config-cache.ts';
 import { GuestConfigRefresher } from './guest-config-refresh.ts';
 import type { GuestConfig } from './types.ts';
 import { CacheSet } from './ttl-cache.ts';
-import { buildTlsConnector } from './tls.ts';
+import { CONNECTION_FOR, PveAgent } from './tls.ts';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -28,11 +28,14 @@ export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 /** Default cap on the number of (module settings, target) clients kept. */
 export const DEFAULT_MAX_CLIENTS = 1000;
 
-/** A client not used for this long is closed (its pool, ticket and caches go with it). */
+/** A client not used for this long is closed (its connections, ticket and caches go with it). */
 export const CLIENT_IDLE_MS = 10 * 60_000;
 
 /** An endpoint that answered 501 (older PVE) is not asked again for this long: an upgrade shows within the hour. */
 export const UNSUPPORTED_RECHECK_MS = 60 * 60_000;
+
+/** A keep-alive connection to PVE idle this long is closed. */
+const KEEP_ALIVE_IDLE_MS = 30_000;
 
 export interface Target {
   /** Host name or IP address (IPv6 without brackets). */
@@ -206,18 +209,18 @@ export async function inflateCapped(raw: Buffer, max: number): Promise<Buffer> {
 }
 
 /** The body of an answer, raw at most `max` bytes and decoded at most `max` bytes. */
-async function readCappedBody(res: Dispatcher.ResponseData, path: string, max: number, onRaw?: (bytes: number) => void): Promise<Buffer> {
+async function readCappedBody(res: IncomingMessage, path: string, max: number, onRaw?: (bytes: number) => void): Promise<Buffer> {
   const declared = Number(res.headers['content-length']);
   if (Number.isFinite(declared) && declared > max) {
-    res.body.destroy();
+    res.destroy();
     throw sizeError(path, `answer (Content-Length ${declared})`, max);
   }
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+  for await (const chunk of res as AsyncIterable<Buffer>) {
     total += chunk.length;
     if (total > max) {
-      res.body.destroy();
+      res.destroy();
       throw sizeError(path, 'answer', max);
     }
     chunks.push(chunk);
@@ -242,77 +245,70 @@ function parseJson(raw: Buffer): unknown {
 }
 
 /**
- * One undici pool of a client, with what decides when it may go: the requests it serves that
- * someone still waits for (`live`), whether one of its requests was abandoned, and the TCP
- * connections of its own connector still in their TLS handshake.
+ * The bound on connections to a target: at most `concurrency` requests hold a slot at a time, the
+ * others wait in order. A request given up while it waits leaves the queue and never opens a
+ * connection; one given up while it runs is destroyed with its connection (an answer nobody
+ * reads is worth nothing) and its slot goes to the next. So open connections to a target stay
+ * within the concurrency (plus any still closing), whatever the target does, and a healthy
+ * target keeps its keep-alive connections scrape after scrape.
  */
-interface PoolGeneration {
-  readonly pool: Pool;
-  /** Requests on this pool that are neither finished nor abandoned. */
-  live: number;
-  /** Set once a request on this pool was abandoned (deadline, hang-up, module timeout). */
-  abandoned: boolean;
-  /** TCP connections of this pool whose TLS handshake has not finished. */
-  readonly handshaking: Set<net.Socket>;
-  /** Set when the pool was destroyed under live requests (a second rotation came first). */
-  cutEarly: boolean;
-}
+class RequestSlots {
+  private free: number;
+  private readonly waiting: Array<() => void> = [];
 
-/**
- * Opens the TCP connection itself and hands it to the TLS connector, so a connection still in
- * its handshake when its pool goes can be cut: undici cannot cancel a connect in progress, and a
- * target that accepts and never answers would hold it until the connect timeout.
- */
-function trackHandshakes(connect: buildConnector.connector, handshaking: Set<net.Socket>): buildConnector.connector {
-  return (options, callback) => {
-    const tcp = net.connect({ host: options.hostname, port: Number(options.port) || 443, localAddress: options.localAddress ?? undefined });
-    handshaking.add(tcp);
-    const done = () => handshaking.delete(tcp);
-    tcp.once('close', done);
-    tcp.on('error', () => undefined); // reported through the TLS socket to the callback
-    connect({ ...options, httpSocket: tcp }, (...args) => {
-      done();
-      if (args[0]) tcp.destroy();
-      callback(...args);
-    });
-  };
-}
-
-/**
- * Cuts connections stuck in their handshake. The TLS socket owns the TCP handle, so destroy()
- * of the TCP socket leaves the descriptor open; resetAndDestroy() closes it (with a RST).
- */
-function cutHandshakes(gen: PoolGeneration): void {
-  for (const tcp of gen.handshaking) {
-    if (tcp.connecting) tcp.destroy();
-    else tcp.resetAndDestroy();
+  constructor(size: number) {
+    this.free = Math.max(1, size);
   }
-  gen.handshaking.clear();
+
+  /** Resolves once a slot is the caller's; rejects with `onAbort()` if `signal` aborts first. */
+  acquire(signal: AbortSignal, onAbort: () => Error): Promise<void> {
+    if (signal.aborted) return Promise.reject(onAbort());
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const grant = () => {
+        signal.removeEventListener('abort', abort);
+        resolve();
+      };
+      const abort = () => {
+        const i = this.waiting.indexOf(grant);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(onAbort());
+      };
+      signal.addEventListener('abort', abort, { once: true });
+      this.waiting.push(grant);
+    });
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free++;
+  }
 }
 
-/** Cuts a pool's handshakes and destroys it: whatever it still queues or runs fails. */
-function destroyGeneration(gen: PoolGeneration): Promise<void> {
-  cutHandshakes(gen);
-  return gen.pool.destroy().catch(() => undefined);
+/** Sends one request on `agent`; resolves with the answer's head (its body still to read). */
+function send(agent: PveAgent, target: Target, method: string, path: string, headers: OutgoingHttpHeaders, body: string | undefined, signal: AbortSignal, owner: object): Promise<IncomingMessage> {
+  return new Promise<IncomingMessage>((resolve, reject) => {
+    const options: https.RequestOptions & { [CONNECTION_FOR]: object } = { agent, host: target.host, port: target.port, method, path, headers, signal, [CONNECTION_FOR]: owner };
+    const req: ClientRequest = https.request(options);
+    // Stays for the request's life: an error after the answer came, or after the request was
+    // given up, finds a listener (a no-op then) instead of crashing the process.
+    req.on('error', reject);
+    req.once('response', resolve);
+    req.end(body);
+  });
 }
 
-/**
- * Why pools rotate. undici cannot take an aborted request back: one aborted while its Client
- * connects stays queued (the Client goes on connecting for it until the connect timeout), and
- * aborted requests queued in the Pool make it open new connections for them. So a pool that had
- * a request abandoned gets no new requests: they go to a fresh pool, and the old one is destroyed
- * (its handshakes cut, its queue dropped) as soon as none of its live requests remain, whoever
- * else is using the client. At most one pool retires at a time: when a second rotation comes
- * while one still retires, the older is destroyed at once (requests still live there fail; they
- * have been sharing connections with two abandoned requests, and the pool bound matters more).
- * Open connections to a target stay within 2 x concurrency; a healthy target, whose requests are
- * never abandoned, keeps one pool and its keep-alive connections.
- */
 export class PveClient {
-  private current: PoolGeneration;
-  /** The pool being replaced: destroyed once its last live request ends. */
-  private retiring?: PoolGeneration;
-  private readonly newGeneration: () => PoolGeneration;
+  private readonly agent: PveAgent;
+  private readonly slots: RequestSlots;
+  /** Requests running or waiting for a slot: each entry gives its request up (destroy()). */
+  private readonly inFlight = new Set<() => void>();
+  /** Set by close(): called once the last request in flight has ended. */
+  private drained?: () => void;
   private ticket?: Ticket;
   private login?: Promise<Ticket>;
   private readonly now: () => number;
@@ -354,19 +350,9 @@ export class PveClient {
     });
     this.configRefresh.start();
     this.caches = new CacheSet(opts.cacheTtls ?? {}, this.now);
-    // TLS verification (CA, server_name, fingerprint pins): src/pve/tls.ts.
-    const connect = buildTlsConnector(module, module.timeout * 1000);
-    this.newGeneration = () => {
-      const handshaking = new Set<net.Socket>();
-      const pool = new Pool(`https://${targetKey(target)}`, {
-        connections: opts.concurrency,
-        pipelining: 1,
-        connect: trackHandshakes(connect, handshaking),
-        keepAliveTimeout: 30_000,
-      });
-      return { pool, live: 0, abandoned: false, handshaking, cutEarly: false };
-    };
-    this.current = this.newGeneration();
+    // TLS verification (CA, server_name, fingerprint pins) and keep-alive: src/pve/tls.ts.
+    this.agent = new PveAgent(module, { connectTimeoutMs: module.timeout * 1000, idleMs: KEEP_ALIVE_IDLE_MS });
+    this.slots = new RequestSlots(opts.concurrency);
   }
 
   /**
@@ -429,37 +415,13 @@ export class PveClient {
 
   /** True once the client has begun closing (retired and idle, or shut down). */
   get closed(): boolean {
-    return this.closing !== undefined || this.current.pool.destroyed;
+    return this.closing !== undefined;
   }
 
   /** With nobody using the client and no login under way, a retired client closes. */
   private settle(): void {
     if (this.users > 0 || this.login) return;
     if (this.retired) void this.close();
-  }
-
-  /**
-   * A request on `gen` was abandoned. New requests go to a fresh pool from now on (unless the
-   * client is closing); the old pool goes once its last live request ends.
-   */
-  private abandonedOn(gen: PoolGeneration): void {
-    gen.abandoned = true;
-    if (gen === this.current && this.closing === undefined) {
-      if (this.retiring) {
-        this.retiring.cutEarly = this.retiring.live > 0;
-        void destroyGeneration(this.retiring);
-      }
-      this.retiring = gen;
-      this.current = this.newGeneration();
-    }
-    this.dropIfDone(gen);
-  }
-
-  /** Destroys a pool that had a request abandoned once no live request remains on it. */
-  private dropIfDone(gen: PoolGeneration): void {
-    if (!gen.abandoned || gen.live > 0) return;
-    if (gen === this.retiring) this.retiring = undefined;
-    if (gen !== this.current || this.closing !== undefined) void destroyGeneration(gen);
   }
 
   private async authHeaders(ctx: RequestContext): Promise<Record<string, string>> {
@@ -525,11 +487,12 @@ export class PveClient {
     decode: Decoder = parseJson,
   ): Promise<T> {
     this.lastUsed = this.now();
+    if (this.closing) throw new PveError('connect', path, 'the client of this target is closed');
     if (ctx.signal.aborted || ctx.deadline - this.now() <= 0) {
       ctx.trace?.call({ method, path: pathWithQuery, seconds: 0, error: 'not sent: scrape deadline reached' });
       throw new PveError('deadline', path, 'scrape deadline reached before the request could start');
     }
-    const headers: Record<string, string> = { accept: 'application/json', 'accept-encoding': 'gzip' };
+    const headers: OutgoingHttpHeaders = { accept: 'application/json', 'accept-encoding': 'gzip' };
     if (formBody !== undefined) headers['content-type'] = 'application/x-www-form-urlencoded';
     else Object.assign(headers, await this.authHeaders(ctx));
     const remaining = ctx.deadline - this.now();
@@ -546,25 +509,18 @@ export class PveClient {
     // (no AbortSignal.timeout left behind for the whole module timeout).
     const abort = new AbortController();
     let timedOut = false;
-    // The pool this request runs on; it counts as live there until it ends or is abandoned.
-    const gen = this.current;
-    gen.live++;
-    let live = true;
-    const endLive = () => {
-      if (!live) return;
-      live = false;
-      gen.live--;
-    };
+    // Names this request's connection while it is being opened, so giving up cuts it (PveAgent.cut).
+    const owner = {};
     const detach = () => {
       clearTimeout(timer);
       ctx.signal.removeEventListener('abort', abandon);
     };
+    // Giving up destroys the request with its connection, or cuts the connection still in its
+    // handshake, or takes the request out of the slot queue.
     const abandon = () => {
       detach();
       abort.abort();
-      if (!live) return;
-      endLive();
-      this.abandonedOn(gen);
+      this.agent.cut(owner);
     };
     // The scrape deadline may move later while the request runs (a shared collection that a
     // scrape with a later deadline joined, src/scrape/coalesce.ts): then the timer runs on.
@@ -593,17 +549,19 @@ export class PveClient {
       if (ctx.signal.aborted || (timedOut && !limitedByModule)) return new PveError('deadline', path, `scrape deadline reached ${phase}`);
       if (timedOut && callTimeoutMs !== undefined) return new PveError('timeout', path, `no complete answer within the call timeout of ${callTimeoutMs / 1000}s`);
       if (timedOut) return new PveError('timeout', path, `no complete answer within the module timeout of ${this.module.timeout}s`);
-      if (gen.cutEarly) {
-        return new PveError('timeout', path, `connection closed ${phase}: the target left requests of two later scrapes unanswered, so its pool was replaced`);
-      }
+      if (abort.signal.aborted) return new PveError('connect', path, `the client of this target was closed ${phase}`);
       return undefined;
     };
-    let res: Dispatcher.ResponseData;
+    let res: IncomingMessage;
     let raw: Buffer;
     let received = 0;
+    let holding = false;
+    this.inFlight.add(abandon);
     try {
       try {
-        res = await gen.pool.request({ method, path: '/api2/json' + pathWithQuery, headers, body: formBody, signal: abort.signal });
+        await this.slots.acquire(abort.signal, () => interrupted('while waiting for a connection') ?? new PveError('deadline', path, 'given up while waiting for a connection'));
+        holding = true;
+        res = await send(this.agent, this.target, method, '/api2/json' + pathWithQuery, headers, formBody, abort.signal, owner);
       } catch (err) {
         observe('error');
         const e = interrupted('while waiting for PVE') ?? classifyTransportError(err, path);
@@ -620,15 +578,15 @@ export class PveClient {
       }
     } finally {
       detach();
-      if (live) {
-        endLive();
-        this.dropIfDone(gen);
-      }
+      if (holding) this.slots.release();
+      this.inFlight.delete(abandon);
+      if (this.inFlight.size === 0) this.drained?.();
     }
-    observe(String(res.statusCode));
-    traced({ status: res.statusCode, bytes: received, decodedBytes: raw.length !== received ? raw.length : undefined });
-    const reason = `${res.statusCode} ${res.statusText || ''}`.trim();
-    if (res.statusCode === 401) {
+    const status = res.statusCode ?? 0;
+    observe(String(status));
+    traced({ status, bytes: received, decodedBytes: raw.length !== received ? raw.length : undefined });
+    const reason = `${status} ${res.statusMessage || ''}`.trim();
+    if (status === 401) {
       if (formBody !== undefined) throw new PveError('auth', path, `login as ${this.module.user} refused: ${reason}`, 401);
       if (mayRelogin && this.module.tokenName === undefined) {
         // The ticket may have been revoked or expired early (PVE restart, clock skew): one new login.
@@ -637,8 +595,8 @@ export class PveClient {
       }
       throw new PveError('auth', path, `authentication failed: ${reason}`, 401);
     }
-    if (res.statusCode < 200 || res.statusCode >= 300) {
-      throw new PveError('http', path, reason, res.statusCode);
+    if (status < 200 || status >= 300) {
+      throw new PveError('http', path, reason, status);
     }
     let parsed: unknown;
     try {
@@ -652,27 +610,30 @@ export class PveClient {
     return (parsed as { data: T }).data;
   }
 
-  /** Closes the pool gracefully: requests still running finish first. */
+  /** Closes gracefully: requests in flight finish first, then every connection closes. */
   close(): Promise<void> {
     this.retired = true;
     this.configRefresh.stop();
     if (this.closing) return this.closing;
-    const gen = this.current;
-    const retiring = this.retiring;
-    this.retiring = undefined;
-    if (retiring) void destroyGeneration(retiring);
-    cutHandshakes(gen);
-    this.closing = (gen.abandoned ? gen.pool.destroy() : gen.pool.close()).catch(() => undefined);
+    this.closing = new Promise<void>((resolve) => {
+      this.drained = () => {
+        this.drained = undefined;
+        this.agent.destroy();
+        resolve();
+      };
+      if (this.inFlight.size === 0) this.drained();
+    });
     return this.closing;
   }
 
-  /** Closes at once, cutting whatever runs (process shutdown). */
+  /** Closes at once, giving up whatever runs (process shutdown). */
   async destroy(): Promise<void> {
     this.retired = true;
     this.configRefresh.stop();
-    const gens = [this.current, this.retiring].filter((g): g is PoolGeneration => g !== undefined);
-    this.retiring = undefined;
-    await Promise.all(gens.map(destroyGeneration));
+    for (const giveUp of [...this.inFlight]) giveUp();
+    this.closing ??= Promise.resolve();
+    this.drained = undefined;
+    this.agent.destroy();
   }
 }
 

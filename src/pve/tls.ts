@@ -14,8 +14,9 @@
 // is connected; and a resumed TLS session shows no peer certificate, so session caching is off
 // whenever a pin is set.
 import { X509Certificate } from 'node:crypto';
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
-import { buildConnector } from 'undici';
 
 export interface TlsSettings {
   readonly verifySsl: boolean;
@@ -83,30 +84,97 @@ export function pinMismatch(chain: readonly PresentedCertificate[], pins: readon
   return `certificate fingerprint of the server does not match the module's fingerprint${pins.length > 1 ? 's' : ''}: presented ${seen}; expected ${expected}`;
 }
 
-/** The undici connector for a module: chain/CA/name verification or the fingerprint pin. */
-export function buildTlsConnector(settings: TlsSettings, timeoutMs: number): buildConnector.connector {
-  const pins = settings.fingerprints;
-  const pinned = pins.length > 0;
-  const base = buildConnector({
-    rejectUnauthorized: settings.verifySsl && !pinned,
-    // Under a pin the CA bundle plays no part (config.ts warns when both are set).
-    ca: pinned ? undefined : settings.ca,
-    maxCachedSessions: pinned ? 0 : 100,
-    timeout: timeoutMs,
-  });
-  const serverName = settings.serverName;
-  return (options, callback) => {
-    // The fixed name wins over the target's: it is the SNI and the name the certificate must carry.
-    base(serverName ? { ...options, servername: serverName } : options, (err, socket) => {
-      if (err || !socket) return callback(err ?? new Error('no socket'), null);
-      if (pinned) {
-        const why = pinMismatch(presentedChain(socket as TLSSocket), pins);
-        if (why) {
-          socket.destroy();
-          return callback(Object.assign(new Error(why), { code: 'PVE_FINGERPRINT_MISMATCH' }), null);
-        }
-      }
-      callback(null, socket);
+/** Request option naming the request a connection is opened for (PveAgent.cut). */
+export const CONNECTION_FOR = Symbol('pve-exporter.connectionFor');
+
+export interface PveAgentOptions {
+  /** A TLS session not established within this long fails the request (the module timeout), ms. */
+  readonly connectTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this long, ms. */
+  readonly idleMs: number;
+}
+
+type ConnectCallback = (err: Error | null, socket?: Duplex) => void;
+
+/**
+ * The HTTPS agent of one PVE client: keep-alive connections, verification by chain, CA and name
+ * or by fingerprint pin, and a connect timeout. A connection is handed to its request only once
+ * its handshake is done and, under a pin, the pin matched: no byte of the request (it carries the
+ * token or the ticket) is written to a server that was not verified. It sets no bound of its own
+ * on connections (maxSockets is unlimited): the client's request slots are the bound, so the agent
+ * never queues a request, and never opens a connection for a request that was given up while
+ * queued. A connection still in its handshake when its request is given up is cut at once
+ * (`cut`): a target that accepts and never answers must not hold it until the connect timeout.
+ */
+export class PveAgent extends https.Agent {
+  private readonly pins: readonly string[];
+  /** Connections in their handshake, by the request they are opened for. */
+  private readonly handshaking = new Map<unknown, TLSSocket>();
+
+  constructor(
+    settings: TlsSettings,
+    private readonly timing: PveAgentOptions,
+  ) {
+    const pinned = settings.fingerprints.length > 0;
+    super({
+      keepAlive: true,
+      maxSockets: Infinity,
+      timeout: timing.idleMs,
+      rejectUnauthorized: settings.verifySsl && !pinned,
+      // Under a pin the CA bundle plays no part (config.ts warns when both are set).
+      ca: pinned ? undefined : settings.ca,
+      maxCachedSessions: pinned ? 0 : 100,
+      // A fixed name wins over the target's: it is the SNI and the name the certificate must carry.
+      servername: settings.serverName,
     });
-  };
+    this.pins = settings.fingerprints;
+  }
+
+  /** Opens the TLS connection and hands it over once verified (see the class comment). */
+  override createConnection(options: https.RequestOptions & { [CONNECTION_FOR]?: unknown }, callback: ConnectCallback): undefined {
+    const owner = options[CONNECTION_FOR];
+    const socket = (https.Agent.prototype as unknown as { createConnection(o: object): TLSSocket }).createConnection.call(this, options);
+    const timer = setTimeout(() => {
+      socket.destroy(Object.assign(new Error(`connect timeout: no TLS session within ${this.timing.connectTimeoutMs / 1000}s`), { code: 'PVE_CONNECT_TIMEOUT' }));
+    }, this.timing.connectTimeoutMs);
+    const settle = (err: Error | null) => {
+      clearTimeout(timer);
+      if (owner !== undefined && this.handshaking.get(owner) === socket) this.handshaking.delete(owner);
+      socket.off('error', settle);
+      socket.off('secureConnect', verified);
+      if (err) {
+        socket.destroy();
+        callback(err);
+      } else {
+        callback(null, socket);
+      }
+    };
+    const verified = () => {
+      const why = this.pins.length > 0 ? pinMismatch(presentedChain(socket), this.pins) : undefined;
+      settle(why ? Object.assign(new Error(why), { code: 'PVE_FINGERPRINT_MISMATCH' }) : null);
+    };
+    if (owner !== undefined) this.handshaking.set(owner, socket);
+    socket.once('error', settle);
+    socket.once('secureConnect', verified);
+    return undefined;
+  }
+
+  /** Cuts the connection being opened for `owner`, if it is still in its handshake. */
+  cut(owner: unknown): void {
+    const socket = this.handshaking.get(owner);
+    if (!socket) return;
+    this.handshaking.delete(owner);
+    socket.destroy(Object.assign(new Error('connection cut in its handshake: the request was given up'), { code: 'PVE_CONNECT_ABANDONED' }));
+  }
+
+  /** Connections in their handshake now. */
+  get handshakes(): number {
+    return this.handshaking.size;
+  }
+
+  /** Closes every connection, in use, idle or in its handshake. */
+  override destroy(): void {
+    for (const owner of [...this.handshaking.keys()]) this.cut(owner);
+    super.destroy();
+  }
 }
