@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { exporterConfig } from '../sim/exporter-config.ts';
 import { startSimulator } from '../sim/index.ts';
 import { getFreePort, waitForHttp } from '../test/helpers/net.ts';
+import { EXPORTER_ENV, EXPORTER_NODE_ARGS } from './harness.ts';
 
 const { values } = parseArgs({
   options: {
@@ -47,8 +48,8 @@ const port = await getFreePort();
 const main = new URL('../dist/main.js', import.meta.url).pathname;
 const exporter = spawn(
   process.execPath,
-  ['--max-semi-space-size=4', main, '--config.file', configFile, '--web.listen-address', `127.0.0.1:${port}`, '--log.level', 'warn'],
-  { stdio: ['ignore', 'ignore', 'inherit'] },
+  [...EXPORTER_NODE_ARGS, main, '--config.file', configFile, '--web.listen-address', `127.0.0.1:${port}`, '--log.level', 'warn'],
+  { env: { ...process.env, ...EXPORTER_ENV }, stdio: ['ignore', 'ignore', 'inherit'] },
 );
 const base = `http://127.0.0.1:${port}`;
 const scrapeUrl = `${base}/pve?target=127.0.0.1&${values.query}`;

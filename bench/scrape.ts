@@ -15,6 +15,7 @@
 //        [--static] [--dist node_modules/.dist-main] [--node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"]
 //        [--bundle]  (runs the single-file bundle of scripts/bundle.mjs, as every shipped launcher does,
 //                     instead of dist/main.js)
+//        [--plain-malloc]  (without the launchers' MALLOC_MMAP_THRESHOLD_, harness.ts EXPORTER_ENV)
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,6 +38,7 @@ const { values } = parseArgs({
     dist: { type: 'string' },
     static: { type: 'boolean', default: false },
     bundle: { type: 'boolean', default: false },
+    'plain-malloc': { type: 'boolean', default: false },
   },
 });
 const phases = new Set(values.phases.split(',').map((p) => p.trim()));
@@ -51,7 +53,7 @@ const entry = values.bundle ? path.join(mkdtempSync(path.join(tmpdir(), 'pve-exp
 if (entry) execFileSync(process.execPath, [new URL('../scripts/bundle.mjs', import.meta.url).pathname, '--outfile', entry], { stdio: ['ignore', 'ignore', 'inherit'] });
 
 async function withPair<T>(setup: BenchSetup, body: (run: Running) => Promise<T>): Promise<T> {
-  const run = await startPair({ ...setup, nodeArgs, dist: values.dist, entry, static: values.static });
+  const run = await startPair({ ...setup, nodeArgs, dist: values.dist, entry, static: values.static, plainMalloc: values['plain-malloc'] });
   try {
     return await body(run);
   } finally {
@@ -95,6 +97,7 @@ const result: Record<string, unknown> = {
     node: process.version,
     dist: entry ? 'bundle (scripts/bundle.mjs)' : (values.dist ?? 'dist'),
     counters: values.static ? 'static' : 'drifting',
+    malloc: values['plain-malloc'] ? 'glibc defaults' : 'MALLOC_MMAP_THRESHOLD_=131072 (as launched)',
     note: 'wall times on a shared 2-core machine are noisy; CPU figures are the exporter process only',
   },
 };

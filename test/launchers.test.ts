@@ -1,24 +1,44 @@
 // Every shipped launcher runs the exporter as one Node process: no `npm start` in front of it
-// (npm stays alive as a second Node process of about 55 MB), and with the semi-space flag the
-// exporter's memory figures are measured with (bench/scrape.ts).
+// (npm stays alive as a second Node process of about 55 MB), with the semi-space flag and the
+// malloc setting that the exporter's memory figures are measured with (bench/harness.ts
+// EXPORTER_NODE_ARGS and EXPORTER_ENV, used by bench/scrape.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { EXPORTER_ENV, EXPORTER_NODE_ARGS } from '../bench/harness.ts';
 import { HEAP_GROWING_PERCENT, tuneHeapGrowth } from '../src/heap-tuning.ts';
 import { spawnExporter } from './helpers/exporter-process.ts';
 
 const read = (p: string) => readFileSync(new URL(`../${p}`, import.meta.url), 'utf8');
 
-test('systemd unit: ExecStart is node itself with --max-semi-space-size=4', () => {
-  const exec = /^ExecStart=(.*)$/m.exec(read('deploy/systemd/pve-exporter.service'))?.[1] ?? '';
-  assert.match(exec, /^\S*\/node --max-semi-space-size=4 \S+\.(mjs|js)\b/, exec);
+const ENV_ASSIGNMENTS = Object.entries(EXPORTER_ENV).map(([k, v]) => `${k}=${v}`);
+
+test('what the launchers are held to: the flag and the malloc setting the bench measures', () => {
+  assert.deepEqual(EXPORTER_NODE_ARGS, ['--max-semi-space-size=4']);
+  assert.deepEqual(ENV_ASSIGNMENTS, ['MALLOC_MMAP_THRESHOLD_=131072']);
 });
 
-test('container image: ENTRYPOINT is node itself with --max-semi-space-size=4', () => {
-  const entry = /^ENTRYPOINT (.*)$/m.exec(read('deploy/container/Containerfile'))?.[1] ?? '';
+test('systemd unit: ExecStart is node itself with the flag; Environment= sets the malloc setting', () => {
+  const unit = read('deploy/systemd/pve-exporter.service');
+  const exec = /^ExecStart=(.*)$/m.exec(unit)?.[1] ?? '';
+  assert.match(exec, new RegExp(`^\\S*/node ${EXPORTER_NODE_ARGS.join(' ')} \\S+\\.(mjs|js)\\b`), exec);
+  const env = [...unit.matchAll(/^Environment=(.*)$/gm)].map((m) => m[1]);
+  for (const a of ENV_ASSIGNMENTS) assert.ok(env.includes(a), `Environment=${a} missing: ${JSON.stringify(env)}`);
+});
+
+test('container image: ENTRYPOINT is node itself with the flag; ENV sets the malloc setting', () => {
+  const file = read('deploy/container/Containerfile');
+  const entry = /^ENTRYPOINT (.*)$/m.exec(file)?.[1] ?? '';
   const argv = JSON.parse(entry) as string[];
   assert.match(argv[0], /\/node$/, entry);
-  assert.equal(argv[1], '--max-semi-space-size=4');
+  assert.deepEqual(argv.slice(1, 1 + EXPORTER_NODE_ARGS.length), EXPORTER_NODE_ARGS);
+  const env = [...file.matchAll(/^ENV (.*)$/gm)].flatMap((m) => m[1].split(/\s+/));
+  for (const a of ENV_ASSIGNMENTS) assert.ok(env.includes(a), `ENV ${a} missing: ${JSON.stringify(env)}`);
+});
+
+test('src/main.ts shebang (the bundle keeps it): env -S sets the malloc setting, then node with the flag', () => {
+  const shebang = read('src/main.ts').split('\n', 1)[0];
+  assert.equal(shebang, `#!/usr/bin/env -S ${ENV_ASSIGNMENTS.join(' ')} node ${EXPORTER_NODE_ARGS.join(' ')}`);
 });
 
 test('Quadlet unit, Ansible template and Helm chart keep the image entrypoint (no npm, no command override)', () => {
@@ -35,7 +55,7 @@ test('Quadlet unit, Ansible template and Helm chart keep the image entrypoint (n
 
 test('package.json: npm start runs the same command (for development)', () => {
   const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
-  assert.equal(pkg.scripts.start, 'node --max-semi-space-size=4 dist/main.js');
+  assert.equal(pkg.scripts.start, `${ENV_ASSIGNMENTS.join(' ')} node ${EXPORTER_NODE_ARGS.join(' ')} dist/main.js`);
 });
 
 // src/heap-tuning.ts: the exporter sets V8's heap growing factor to 2 itself, unless node was

@@ -15,6 +15,7 @@
 // whenever a pin is set.
 import { X509Certificate } from 'node:crypto';
 import https from 'node:https';
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 
@@ -84,6 +85,21 @@ export function pinMismatch(chain: readonly PresentedCertificate[], pins: readon
   return `certificate fingerprint of the server does not match the module's fingerprint${pins.length > 1 ? 's' : ''}: presented ${seen}; expected ${expected}`;
 }
 
+/**
+ * Closes a connection that failed or was cut before it was handed over. A TLS socket destroyed
+ * in its handshake leaves the TCP connection open (and marks the TCP socket destroyed with it),
+ * so then the TCP connection is reset first (resetAndDestroy), or destroyed while it still
+ * connects. Once the handshake is done, destroying the TLS socket closes both; resetting the TCP
+ * socket under it then would crash the process (the TLS layer still uses its handle).
+ */
+function closeConnection(socket: TLSSocket, tcp: net.Socket, handshakeDone: boolean): void {
+  if (!handshakeDone && !tcp.destroyed) {
+    if (tcp.connecting) tcp.destroy();
+    else tcp.resetAndDestroy();
+  }
+  socket.destroy();
+}
+
 /** Request option naming the request a connection is opened for (PveAgent.cut). */
 export const CONNECTION_FOR = Symbol('pve-exporter.connectionFor');
 
@@ -109,7 +125,7 @@ type ConnectCallback = (err: Error | null, socket?: Duplex) => void;
 export class PveAgent extends https.Agent {
   private readonly pins: readonly string[];
   /** Connections in their handshake, by the request they are opened for. */
-  private readonly handshaking = new Map<unknown, TLSSocket>();
+  private readonly handshaking = new Map<unknown, { readonly tls: TLSSocket; readonly fail: (err: Error) => void }>();
 
   constructor(
     settings: TlsSettings,
@@ -133,38 +149,45 @@ export class PveAgent extends https.Agent {
   /** Opens the TLS connection and hands it over once verified (see the class comment). */
   override createConnection(options: https.RequestOptions & { [CONNECTION_FOR]?: unknown }, callback: ConnectCallback): undefined {
     const owner = options[CONNECTION_FOR];
-    const socket = (https.Agent.prototype as unknown as { createConnection(o: object): TLSSocket }).createConnection.call(this, options);
+    // The TCP connection is opened here and handed to TLS, so that it can be closed for sure: a
+    // TLS socket destroyed in its handshake leaves the TCP connection under it open (Node 20).
+    const tcp = net.connect({ host: options.host ?? undefined, port: Number(options.port) || 443, localAddress: options.localAddress });
+    tcp.on('error', () => undefined); // reported through the TLS socket
+    const socket = (https.Agent.prototype as unknown as { createConnection(o: object): TLSSocket }).createConnection.call(this, { ...options, socket: tcp });
     const timer = setTimeout(() => {
-      socket.destroy(Object.assign(new Error(`connect timeout: no TLS session within ${this.timing.connectTimeoutMs / 1000}s`), { code: 'PVE_CONNECT_TIMEOUT' }));
+      fail(Object.assign(new Error(`connect timeout: no TLS session within ${this.timing.connectTimeoutMs / 1000}s`), { code: 'PVE_CONNECT_TIMEOUT' }));
     }, this.timing.connectTimeoutMs);
+    let settled = false;
+    let handshakeDone = false;
     const settle = (err: Error | null) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      if (owner !== undefined && this.handshaking.get(owner) === socket) this.handshaking.delete(owner);
-      socket.off('error', settle);
+      if (owner !== undefined && this.handshaking.get(owner)?.tls === socket) this.handshaking.delete(owner);
+      socket.off('error', fail);
       socket.off('secureConnect', verified);
       if (err) {
-        socket.destroy();
+        closeConnection(socket, tcp, handshakeDone);
         callback(err);
       } else {
         callback(null, socket);
       }
     };
+    const fail = (err: Error) => settle(err);
     const verified = () => {
+      handshakeDone = true;
       const why = this.pins.length > 0 ? pinMismatch(presentedChain(socket), this.pins) : undefined;
       settle(why ? Object.assign(new Error(why), { code: 'PVE_FINGERPRINT_MISMATCH' }) : null);
     };
-    if (owner !== undefined) this.handshaking.set(owner, socket);
-    socket.once('error', settle);
+    if (owner !== undefined) this.handshaking.set(owner, { tls: socket, fail });
+    socket.once('error', fail);
     socket.once('secureConnect', verified);
     return undefined;
   }
 
   /** Cuts the connection being opened for `owner`, if it is still in its handshake. */
   cut(owner: unknown): void {
-    const socket = this.handshaking.get(owner);
-    if (!socket) return;
-    this.handshaking.delete(owner);
-    socket.destroy(Object.assign(new Error('connection cut in its handshake: the request was given up'), { code: 'PVE_CONNECT_ABANDONED' }));
+    this.handshaking.get(owner)?.fail(Object.assign(new Error('connection cut in its handshake: the request was given up'), { code: 'PVE_CONNECT_ABANDONED' }));
   }
 
   /** Connections in their handshake now. */
