@@ -1,7 +1,8 @@
-// PveClient's pools (src/pve/client.ts, "Why pools rotate"): a healthy target keeps its
-// keep-alive connections; a request abandoned at its deadline moves new requests to a fresh pool
-// and the old pool goes once its live requests end, so a target that accepts and never answers
-// holds at most 2 x concurrency connections however the scrapes overlap, and none after.
+// PveClient's connections (src/pve/client.ts RequestSlots, src/pve/tls.ts PveAgent): a healthy
+// target keeps its keep-alive connections; a request given up at its deadline is destroyed with
+// its connection (or has its handshake cut), and one given up while it waits for a slot never
+// connects, so a target that accepts and never answers holds no more connections than the
+// concurrency (plus those closing; the test allows 2 x) however the scrapes overlap, and none after.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startSimulator } from '../sim/index.ts';
@@ -96,7 +97,7 @@ describe('PveClient pools', () => {
       const short = scrapeContext(50);
       const longScrape = client.get<{ version: string }>('/version', long.ctx);
       await assert.rejects(client.get('/version', short.ctx), /deadline/);
-      // The short scrape's request was abandoned: the pool rotates, the long scrape's request stays.
+      // The short scrape's request was given up; the long scrape's request, on its own connection, stays.
       const v = await longScrape;
       assert.equal(typeof v.version, 'string');
       // And the fresh pool serves the next scrape.
@@ -108,6 +109,31 @@ describe('PveClient pools', () => {
     } finally {
       await client.destroy();
       await sim.close();
+    }
+  });
+
+  test('close() waits for the request in flight; destroy() then gives it up, ends the close and closes the connection', async () => {
+    const hanging = await startHangingTcp();
+    const m = moduleFromYaml('default: {user: monitoring@pve, token_name: exporter, token_value: not-used, verify_ssl: false, timeout: 60}');
+    const client = new PveClient(m, { host: hanging.host, port: hanging.port }, { concurrency: 2 });
+    const { ctx, done } = scrapeContext(30_000);
+    try {
+      const request = client.get('/version', ctx);
+      request.catch(() => undefined);
+      while (hanging.open() === 0) await new Promise((r) => setTimeout(r, 10));
+      let closed = false;
+      const closing = client.close().then(() => (closed = true));
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(closed, false, 'close() did not wait for the request in flight');
+      await client.destroy();
+      await Promise.race([closing, new Promise((_, reject) => setTimeout(() => reject(new Error('close() never ended after destroy()')), 5_000))]);
+      await assert.rejects(request, (err: unknown) => err instanceof PveError && /client of this target was closed/.test(err.message));
+      assert.equal(await pollUntilZero(() => hanging.open(), 5_000), 0, 'the connection in its handshake was left open');
+      await assert.rejects(client.get('/version', ctx), /client of this target is closed/);
+    } finally {
+      done();
+      await client.destroy();
+      await hanging.close();
     }
   });
 
@@ -126,8 +152,8 @@ describe('PveClient pools', () => {
         client.hold();
         try {
           const results = await Promise.allSettled(PATHS.map((p) => Promise.race([client.get(p, ctx), new Promise((r) => ctx.signal.addEventListener('abort', r, { once: true }))])));
-          // Each request either ran into the deadline or failed with a PveError (a long scrape's pool
-          // may be cut under it by a second rotation), never with a raw transport error.
+          // Each request either ran into the deadline or failed with a PveError (the connect
+          // timeout), never with a raw transport error.
           failures.push(...results.filter((r) => r.status === 'rejected' && !(r.reason instanceof PveError)).map((r) => String((r as PromiseRejectedResult).reason)));
         } finally {
           done();
@@ -136,7 +162,7 @@ describe('PveClient pools', () => {
       }
     };
     try {
-      // Two short scrapers and a long one: the long scrape's pool sees two rotations go by.
+      // Two short scrapers and a long one: requests given up in their handshake and in the queue.
       const scrapers = [scraper(0, 300), scraper(150, 300), scraper(50, 1000)];
       let maxOpen = 0;
       const until = Date.now() + 4_000;
@@ -147,7 +173,7 @@ describe('PveClient pools', () => {
       stop = true;
       await Promise.all(scrapers);
       const left = await pollUntilZero(() => hanging.open(), 5_000);
-      assert.ok(hanging.accepted() > concurrency, `only ${hanging.accepted()} connections accepted: the test did not exercise rotation`);
+      assert.ok(hanging.accepted() > concurrency, `only ${hanging.accepted()} connections accepted: the test did not exercise giving up`);
       assert.ok(maxOpen <= 2 * concurrency, `${maxOpen} connections open at once (pool ${concurrency})`);
       assert.equal(left, 0, 'connections left open after the scrapes ended');
       assert.deepEqual(failures, []);

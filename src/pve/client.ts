@@ -632,8 +632,9 @@ export class PveClient {
     this.configRefresh.stop();
     for (const giveUp of [...this.inFlight]) giveUp();
     this.closing ??= Promise.resolve();
-    this.drained = undefined;
-    this.agent.destroy();
+    // A close() still waiting for requests to drain ends now (drained destroys the agent).
+    if (this.drained) this.drained();
+    else this.agent.destroy();
   }
 }
 
