@@ -345,6 +345,27 @@ describe('push to a real Prometheus (remote write receiver)', { skip: haveProm |
   });
 });
 
+/**
+ * A RemoteWriter sending to `server` (started here on loopback), with `remoteWriteExtra` (YAML
+ * lines under remote_write) and a debug logger whose lines are kept.
+ */
+async function writerTo(server: import('node:net').Server, remoteWriteExtra: string) {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as import('node:net').AddressInfo;
+  const { RemoteWriter } = await import('../src/push/remote-writer.ts');
+  const { SelfMetrics } = await import('../src/self-metrics.ts');
+  const { createLogger } = await import('../src/log.ts');
+  const logs: string[] = [];
+  const self = new SelfMetrics({ apiMetrics: false, targetMetrics: false });
+  const cfg = parsePushConfigText(
+    `remote_write:\n  url: http://127.0.0.1:${port}/api/v1/write\n${remoteWriteExtra}jobs:\n  - {job_name: x, target: t}\n`,
+    'push.yml',
+    new Set(['default']),
+  );
+  const writer = new RemoteWriter(cfg.remoteWrite, self, createLogger('debug', { write: (l: string) => void logs.push(l) }));
+  return { writer, self, logs };
+}
+
 describe('remote write retries against a receiver answering 503 then 400', () => {
   test('429/5xx are retried (Retry-After honoured), other 4xx dropped without retry', async () => {
     const answers = [503, 429, 204, 400];
@@ -359,19 +380,7 @@ describe('remote write retries against a receiver answering 503 then 400', () =>
         res.end(status === 400 ? 'out of order sample' : '');
       });
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const { port } = server.address() as import('node:net').AddressInfo;
-    const { RemoteWriter } = await import('../src/push/remote-writer.ts');
-    const { SelfMetrics } = await import('../src/self-metrics.ts');
-    const { createLogger } = await import('../src/log.ts');
-    const logs: string[] = [];
-    const self = new SelfMetrics({ apiMetrics: false, targetMetrics: false });
-    const cfg = parsePushConfigText(
-      `remote_write:\n  url: http://127.0.0.1:${port}/api/v1/write\n  queue_config: {min_backoff: 10ms, max_backoff: 20ms, max_samples_per_send: 2}\njobs:\n  - {job_name: x, target: t}\n`,
-      'push.yml',
-      new Set(['default']),
-    );
-    const writer = new RemoteWriter(cfg.remoteWrite, self, createLogger('debug', { write: (l: string) => void logs.push(l) }));
+    const { writer, self, logs } = await writerTo(server, '  queue_config: {min_backoff: 10ms, max_backoff: 20ms, max_samples_per_send: 2}\n');
     try {
       const s = (n: number): PushSample => ({ labels: [['__name__', 'm'], ['n', String(n)]], value: n, timestampMs: n });
       writer.enqueue([s(1), s(2), s(3), s(4)]);
@@ -411,19 +420,7 @@ describe('remote write to a receiver that accepts and never answers', () => {
       s.on('close', () => sockets.delete(s));
       s.resume(); // read the request, never answer
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const { port } = server.address() as import('node:net').AddressInfo;
-    const { RemoteWriter } = await import('../src/push/remote-writer.ts');
-    const { SelfMetrics } = await import('../src/self-metrics.ts');
-    const { createLogger } = await import('../src/log.ts');
-    const logs: string[] = [];
-    const self = new SelfMetrics({ apiMetrics: false, targetMetrics: false });
-    const cfg = parsePushConfigText(
-      `remote_write:\n  url: http://127.0.0.1:${port}/api/v1/write\n  timeout: 1s\n  queue_config: {min_backoff: 10ms, max_backoff: 20ms}\njobs:\n  - {job_name: x, target: t}\n`,
-      'push.yml',
-      new Set(['default']),
-    );
-    const writer = new RemoteWriter(cfg.remoteWrite, self, createLogger('debug', { write: (l: string) => void logs.push(l) }));
+    const { writer, self, logs } = await writerTo(server, '  timeout: 1s\n  queue_config: {min_backoff: 10ms, max_backoff: 20ms}\n');
     try {
       writer.enqueue([{ labels: [['__name__', 'm']], value: 1, timestampMs: 1 }]);
       await waitUntil('two attempts given up', async () => /pve_exporter_push_requests_total\{status="error"\} [2-9]/.test(await self.registry.metrics()), 15_000, 50);
