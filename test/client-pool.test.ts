@@ -9,7 +9,7 @@ import { startSimulator } from '../sim/index.ts';
 import { exporterConfig } from '../sim/exporter-config.ts';
 import { parseConfigText, type ModuleConfig } from '../src/config.ts';
 import { PveClient, type RequestContext } from '../src/pve/client.ts';
-import { PveError } from '../src/pve/errors.ts';
+import { PveError, classifyTransportError } from '../src/pve/errors.ts';
 import { get, startExporter } from './helpers/exporter.ts';
 import { startHangingTcp } from './helpers/faulty-pve.ts';
 
@@ -134,6 +134,17 @@ describe('PveClient pools', () => {
       done();
       await client.destroy();
       await hanging.close();
+    }
+  });
+
+  test("the agent's own connect errors are reported as connect failures, not as TLS ones", () => {
+    for (const [code, message] of [
+      ['PVE_CONNECT_TIMEOUT', 'connect timeout: no connection within the module timeout of 5s'],
+      ['PVE_CONNECT_ABANDONED', 'connection cut in its handshake: the request was given up'],
+    ]) {
+      const e = classifyTransportError(Object.assign(new Error(message), { code }), '/version');
+      assert.equal(e.kind, 'connect', code);
+      assert.equal(e.message, message);
     }
   });
 

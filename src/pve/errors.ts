@@ -50,13 +50,11 @@ export function classifyTransportError(err: unknown, path: string): PveError {
   const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
   const code = e.code ?? e.cause?.code ?? '';
   const msg = e.message ?? String(err);
+  // Set by src/pve/tls.ts PveAgent; the message says it all (and must not be taken for TLS's).
+  if (code === 'PVE_CONNECT_TIMEOUT' || code === 'PVE_CONNECT_ABANDONED') return new PveError('connect', path, msg);
   if (TLS_CODES.has(code) || /certificate|SSL|TLS/i.test(msg)) {
     const hint = code === 'PVE_FINGERPRINT_MISMATCH' ? '' : ` (${TLS_HINT})`;
     return new PveError('tls', path, `TLS: ${msg}${hint}`);
   }
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-    return new PveError('timeout', path, `no answer from PVE in time (${code})`);
-  }
-  if (code === 'UND_ERR_CONNECT_TIMEOUT') return new PveError('connect', path, 'connect timeout');
   return new PveError('connect', path, code ? `${code}: ${msg}` : msg);
 }

@@ -155,7 +155,7 @@ export class PveAgent extends https.Agent {
     tcp.on('error', () => undefined); // reported through the TLS socket
     const socket = (https.Agent.prototype as unknown as { createConnection(o: object): TLSSocket }).createConnection.call(this, { ...options, socket: tcp });
     const timer = setTimeout(() => {
-      fail(Object.assign(new Error(`connect timeout: no TLS session within ${this.timing.connectTimeoutMs / 1000}s`), { code: 'PVE_CONNECT_TIMEOUT' }));
+      fail(Object.assign(new Error(`connect timeout: no connection within the module timeout of ${this.timing.connectTimeoutMs / 1000}s`), { code: 'PVE_CONNECT_TIMEOUT' }));
     }, this.timing.connectTimeoutMs);
     let settled = false;
     let handshakeDone = false;
@@ -188,11 +188,6 @@ export class PveAgent extends https.Agent {
   /** Cuts the connection being opened for `owner`, if it is still in its handshake. */
   cut(owner: unknown): void {
     this.handshaking.get(owner)?.fail(Object.assign(new Error('connection cut in its handshake: the request was given up'), { code: 'PVE_CONNECT_ABANDONED' }));
-  }
-
-  /** Connections in their handshake now. */
-  get handshakes(): number {
-    return this.handshaking.size;
   }
 
   /** Closes every connection, in use, idle or in its handshake. */
