@@ -5,6 +5,7 @@
 // means the receiver will never take that batch, so it is dropped, counted and logged once.
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
+import { sendRequest } from '../http-send.ts';
 import type { Logger } from '../log.ts';
 import { compressWriteRequest, encodeWriteRequest, REMOTE_WRITE_HEADERS, type PushSample } from '../exposition/remote-write.ts';
 import type { SelfMetrics } from '../self-metrics.ts';
@@ -140,10 +141,11 @@ export class RemoteWriter {
     if (this.cfg.authorization) headers.Authorization = this.cfg.authorization;
     // The whole exchange, connect to the last byte of the answer, within the remote write timeout.
     const timeout = new AbortController();
-    const timer = setTimeout(() => timeout.abort(Object.assign(new Error(`no answer within ${this.cfg.timeout}s`), { code: 'TIMEOUT' })), this.cfg.timeout * 1000);
+    const timer = setTimeout(() => timeout.abort(), this.cfg.timeout * 1000);
     const signal = AbortSignal.any([this.stopped.signal, timeout.signal]);
     try {
-      const res = await post(this.cfg.url, this.agent, headers, body, signal);
+      const send = this.cfg.url.protocol === 'https:' ? https.request : http.request;
+      const res = await sendRequest(send(this.cfg.url, { method: 'POST', agent: this.agent, headers, signal }), body);
       const status = res.statusCode ?? 0;
       this.self.pushRequests.inc({ status: String(status) });
       const reason = status >= 300 ? await readReason(res) : await drainBody(res);
@@ -183,18 +185,6 @@ export class RemoteWriter {
     this.stopped.abort();
     this.agent.destroy();
   }
-}
-
-/** POSTs `body` to `url`; resolves with the answer's head (its body still to read). */
-function post(url: URL, agent: http.Agent, headers: http.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal): Promise<IncomingMessage> {
-  return new Promise<IncomingMessage>((resolve, reject) => {
-    const send = url.protocol === 'https:' ? https.request : http.request;
-    const req = send(url, { method: 'POST', agent, headers, signal });
-    // Stays for the request's life: a late error finds a listener (a no-op then).
-    req.on('error', reject);
-    req.once('response', resolve);
-    req.end(body);
-  });
 }
 
 /** Reads an answer's body to its end (so the connection can be reused); '' as the reason. */

@@ -4,12 +4,13 @@
 // deadline, and a cap on the size of every answer. The client also holds what belongs to the
 // target (the ticket, the guest config cache), so all of it goes when the client goes.
 import { createHash } from 'node:crypto';
-import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import { gunzip, gunzipSync } from 'node:zlib';
 import { promisify } from 'node:util';
 import { LRUCache } from 'lru-cache';
 import type { ModuleConfig } from '../config.ts';
+import { sendRequest } from '../http-send.ts';
 import { PveError, classifyTransportError } from './errors.ts';
 import { GuestConfigCache } from './guest-config-cache.ts';
 import { GuestConfigRefresher } from './guest-config-refresh.ts';
@@ -260,9 +261,12 @@ class RequestSlots {
     this.free = Math.max(1, size);
   }
 
-  /** Resolves once a slot is the caller's; rejects with `onAbort()` if `signal` aborts first. */
-  acquire(signal: AbortSignal, onAbort: () => Error): Promise<void> {
-    if (signal.aborted) return Promise.reject(onAbort());
+  /**
+   * Resolves once a slot is the caller's; rejects if `signal` aborts first (the caller says why:
+   * it knows what aborted it).
+   */
+  acquire(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(new Error('given up while waiting for a request slot'));
     if (this.free > 0) {
       this.free--;
       return Promise.resolve();
@@ -275,7 +279,7 @@ class RequestSlots {
       const abort = () => {
         const i = this.waiting.indexOf(grant);
         if (i >= 0) this.waiting.splice(i, 1);
-        reject(onAbort());
+        reject(new Error('given up while waiting for a request slot'));
       };
       signal.addEventListener('abort', abort, { once: true });
       this.waiting.push(grant);
@@ -289,18 +293,6 @@ class RequestSlots {
   }
 }
 
-/** Sends one request on `agent`; resolves with the answer's head (its body still to read). */
-function send(agent: PveAgent, target: Target, method: string, path: string, headers: OutgoingHttpHeaders, body: string | undefined, signal: AbortSignal, owner: object): Promise<IncomingMessage> {
-  return new Promise<IncomingMessage>((resolve, reject) => {
-    const options: https.RequestOptions & { [CONNECTION_FOR]: object } = { agent, host: target.host, port: target.port, method, path, headers, signal, [CONNECTION_FOR]: owner };
-    const req: ClientRequest = https.request(options);
-    // Stays for the request's life: an error after the answer came, or after the request was
-    // given up, finds a listener (a no-op then) instead of crashing the process.
-    req.on('error', reject);
-    req.once('response', resolve);
-    req.end(body);
-  });
-}
 
 export class PveClient {
   private readonly agent: PveAgent;
@@ -559,9 +551,19 @@ export class PveClient {
     this.inFlight.add(abandon);
     try {
       try {
-        await this.slots.acquire(abort.signal, () => interrupted('while waiting for a connection') ?? new PveError('deadline', path, 'given up while waiting for a connection'));
+        await this.slots.acquire(abort.signal);
         holding = true;
-        res = await send(this.agent, this.target, method, '/api2/json' + pathWithQuery, headers, formBody, abort.signal, owner);
+        const options: https.RequestOptions & { [CONNECTION_FOR]: object } = {
+          agent: this.agent,
+          host: this.target.host,
+          port: this.target.port,
+          method,
+          path: '/api2/json' + pathWithQuery,
+          headers,
+          signal: abort.signal,
+          [CONNECTION_FOR]: owner,
+        };
+        res = await sendRequest(https.request(options), formBody);
       } catch (err) {
         observe('error');
         const e = interrupted('while waiting for PVE') ?? classifyTransportError(err, path);

@@ -125,7 +125,7 @@ type ConnectCallback = (err: Error | null, socket?: Duplex) => void;
 export class PveAgent extends https.Agent {
   private readonly pins: readonly string[];
   /** Connections in their handshake, by the request they are opened for. */
-  private readonly handshaking = new Map<unknown, { readonly tls: TLSSocket; readonly fail: (err: Error) => void }>();
+  private readonly handshaking = new Map<unknown, (err: Error) => void>();
 
   constructor(
     settings: TlsSettings,
@@ -163,7 +163,7 @@ export class PveAgent extends https.Agent {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      if (owner !== undefined && this.handshaking.get(owner)?.tls === socket) this.handshaking.delete(owner);
+      if (owner !== undefined && this.handshaking.get(owner) === fail) this.handshaking.delete(owner);
       socket.off('error', fail);
       socket.off('secureConnect', verified);
       if (err) {
@@ -179,7 +179,7 @@ export class PveAgent extends https.Agent {
       const why = this.pins.length > 0 ? pinMismatch(presentedChain(socket), this.pins) : undefined;
       settle(why ? Object.assign(new Error(why), { code: 'PVE_FINGERPRINT_MISMATCH' }) : null);
     };
-    if (owner !== undefined) this.handshaking.set(owner, { tls: socket, fail });
+    if (owner !== undefined) this.handshaking.set(owner, fail);
     socket.once('error', fail);
     socket.once('secureConnect', verified);
     return undefined;
@@ -187,7 +187,7 @@ export class PveAgent extends https.Agent {
 
   /** Cuts the connection being opened for `owner`, if it is still in its handshake. */
   cut(owner: unknown): void {
-    this.handshaking.get(owner)?.fail(Object.assign(new Error('connection cut in its handshake: the request was given up'), { code: 'PVE_CONNECT_ABANDONED' }));
+    this.handshaking.get(owner)?.(Object.assign(new Error('connection cut in its handshake: the request was given up'), { code: 'PVE_CONNECT_ABANDONED' }));
   }
 
   /** Closes every connection, in use, idle or in its handshake. */
