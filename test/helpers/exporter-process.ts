@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { EXPORTER_ENV, EXPORTER_NODE_ARGS } from '../../bench/harness.ts';
 
 const SRC_MAIN = new URL('../../src/main.ts', import.meta.url).pathname;
 const DIST_MAIN = new URL('../../dist/main.js', import.meta.url).pathname;
@@ -51,11 +52,11 @@ export async function spawnExporter(opts: ExporterProcessOptions): Promise<Expor
   const configFile = path.join(dir, 'pve.yml');
   writeFileSync(configFile, opts.config, { mode: 0o600 });
   const entry = opts.entry === 'dist' ? [DIST_MAIN] : ['--import', 'tsx', SRC_MAIN];
-  // The same V8 flag every launcher passes (see src/main.ts), so memory figures are the shipped ones.
+  // Started as every launcher starts it (bench/harness.ts), so memory figures are the shipped ones.
   const child = spawn(
     process.execPath,
-    ['--max-semi-space-size=4', ...(opts.nodeArgs ?? []), ...entry, '--config.file', configFile, '--web.listen-address', '127.0.0.1:0', ...(opts.args ?? [])],
-    { env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', 'pipe', 'pipe'] },
+    [...EXPORTER_NODE_ARGS, ...(opts.nodeArgs ?? []), ...entry, '--config.file', configFile, '--web.listen-address', '127.0.0.1:0', ...(opts.args ?? [])],
+    { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...EXPORTER_ENV }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
   child.stdout!.setEncoding('utf8');
