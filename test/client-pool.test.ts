@@ -100,7 +100,7 @@ describe('PveClient pools', () => {
       // The short scrape's request was given up; the long scrape's request, on its own connection, stays.
       const v = await longScrape;
       assert.equal(typeof v.version, 'string');
-      // And the fresh pool serves the next scrape.
+      // And the client serves the next scrape.
       const next = scrapeContext(30_000);
       assert.equal(typeof (await client.get<{ version: string }>('/version', next.ctx)).version, 'string');
       long.done();
