@@ -9,7 +9,7 @@ import { PveSession } from './pve/session.ts';
 import type { ClusterStatusEntry } from './pve/types.ts';
 import { Deadline, type DeadlineCause } from './scrape/deadline.ts';
 import { Coalescer } from './scrape/coalesce.ts';
-import { DEBUG_LOG_MAX_CALLS, describeAuth, privilegeFor, ScrapeLog, STORED_LOG_MAX_CALLS } from './scrape/debug-log.ts';
+import { DEBUG_LOG_LIMITS, describeAuth, type LogLimits, privilegeFor, ScrapeLog, STORED_LOG_LIMITS } from './scrape/debug-log.ts';
 import { ResultCache } from './scrape/result-cache.ts';
 import { SCRAPE_COLLECTORS, type CollectorSwitches } from './collectors/registry.ts';
 import { PartialFailure, type EndpointUse, type ScrapeCollector } from './collectors/types.ts';
@@ -125,7 +125,7 @@ export class Scraper {
       this.self.scrapes.inc({ module: moduleName, result: 'collected' });
       const collectedAt = Date.now();
       const deadline = Deadline.forScrape(req.scrapeTimeoutSeconds, this.opts.defaultTimeout, req.signal, this.opts.now);
-      const result = await this.collect(req, collectors, deadline, this.newLog(req, DEBUG_LOG_MAX_CALLS));
+      const result = await this.collect(req, collectors, deadline, this.newLog(req, DEBUG_LOG_LIMITS));
       return this.answered({ ...result, served: 'collected', collectedAt }, moduleName);
     }
     const key = scrapeKey(req, collectors);
@@ -138,7 +138,7 @@ export class Scraper {
     try {
       const flight = this.flights.join(key, waiter, async (shared) => {
         const startedAt = Date.now();
-        const result = await this.collect(req, collectors, shared, this.newLog(req, STORED_LOG_MAX_CALLS));
+        const result = await this.collect(req, collectors, shared, this.newLog(req, STORED_LOG_LIMITS));
         if (result.status === 200) this.cache.set(key, result, startedAt);
         return result;
       });
@@ -147,7 +147,7 @@ export class Scraper {
       const outcome = await flight.wait();
       if (outcome.ok) return this.answered({ ...outcome.value, served, collectedAt: flight.startedAt }, moduleName);
       // This scrape gave up on the collection (it goes on for the other waiters).
-      const log = this.newLog(req, 0);
+      const log = this.newLog(req, { calls: 0, hits: 0 });
       if (outcome.cause === 'hangup') {
         log.finish(500, 0, 'the scraper hung up');
         return { status: 500, families: [], error: 'the scraper hung up', outcomes: [], apiCalls: 0, log, served, collectedAt: flight.startedAt };
@@ -166,10 +166,10 @@ export class Scraper {
     return a;
   }
 
-  private newLog(req: ScrapeRequest, maxCalls: number): ScrapeLog {
+  private newLog(req: ScrapeRequest, limits: LogLimits): ScrapeLog {
     return new ScrapeLog(
       { module: req.module.name, target: targetKey(req.target), cluster: req.cluster, node: req.node, auth: describeAuth(req.module) },
-      maxCalls,
+      limits,
     );
   }
 

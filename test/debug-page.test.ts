@@ -15,7 +15,7 @@ import type { Simulator } from '../sim/types.ts';
 import { get, simModule, simPasswordModule, startExporter, type RunningExporter, useSimAndExporter } from './helpers/exporter.ts';
 import { hasTool } from './helpers/tools.ts';
 import { SCRAPE_COLLECTORS } from '../src/collectors/registry.ts';
-import { DEBUG_LOG_MAX_CALLS, privilegeFor, ScrapeLog, STORED_LOG_MAX_CALLS } from '../src/scrape/debug-log.ts';
+import { DEBUG_LOG_LIMITS, privilegeFor, ScrapeLog, STORED_LOG_LIMITS, STORED_LOG_MAX_CALLS } from '../src/scrape/debug-log.ts';
 
 const TICKET = /PVE:[^:\s]+:[0-9A-F]{8}::/;
 
@@ -263,20 +263,43 @@ describe('/metrics', () => {
 describe('ScrapeLog', () => {
   const header = { module: 'm', target: 'pve1:8006', cluster: true, node: false, auth: 'API token a@pve!b' };
 
-  test('bounded(): the ring keeps 200 lines of a big debug log and counts the rest', () => {
-    const log = new ScrapeLog(header, DEBUG_LOG_MAX_CALLS);
+  test('bounded(): the ring keeps 200 call lines of a big debug log, counts the rest and the cache hits', () => {
+    const log = new ScrapeLog(header, DEBUG_LOG_LIMITS);
     for (let i = 0; i < 250; i++) log.call({ method: 'GET', path: `/nodes/pve1/qemu/${100 + i}/config`, status: 200, seconds: 0.001, bytes: 100 });
     for (let i = 0; i < 50; i++) log.cacheHit(`/nodes/pve1/lxc/${1000 + i}/config`);
     log.finish(200, 10);
     const full = log.render();
     assert.equal(full.split('\n').filter((l) => l.includes('/config')).length, 300);
-    const kept = log.bounded(STORED_LOG_MAX_CALLS);
+    assert.match(full, /guest config cache: 50 hit\(s\) \(no call\), 250 miss\(es\)/);
+    const kept = log.bounded(STORED_LOG_LIMITS);
     const text = kept.render();
     assert.equal(text.split('\n').filter((l) => /\/config {2,}/.test(l)).length, STORED_LOG_MAX_CALLS);
-    assert.match(text, /\.\.\. 50 more call\(s\) and 50 more cache hit\(s\) not listed \(log kept to 200 lines\)/);
-    assert.match(text, /PVE calls: 250; guest config cache: 50 hit\(s\) \(no call\), 250 miss\(es\)/);
+    assert.ok(!text.includes('cache hit: no call'), 'the ring lists cache hits');
+    assert.match(text, /\.\.\. 50 more call\(s\) not listed \(log kept to 200 calls\)/);
+    assert.match(text, /PVE calls: 250; guest config cache: 50 hit\(s\) \(no call, listed with debug=true\), 250 miss\(es\)/);
     assert.match(text, /^Result: 200, 10 series/m);
-    assert.equal(log.bounded(1000), log, 'within the bound: the same log');
+    assert.equal(log.bounded({ calls: 1000, hits: 1000 }), log, 'within the limits: the same log');
+    const few = new ScrapeLog(header, DEBUG_LOG_LIMITS);
+    for (let i = 0; i < 300; i++) few.cacheHit(`/nodes/pve1/lxc/${1000 + i}/config`);
+    assert.equal(few.render().split('\n').filter((l) => l.includes('cache hit: no call')).length, 300);
+    assert.doesNotMatch(few.render(), /not listed/);
+    assert.doesNotMatch(few.bounded({ calls: 10, hits: 100 }).render(), /more call/);
+    assert.match(few.bounded({ calls: 10, hits: 100 }).render(), /\.\.\. 200 more cache hit\(s\) not listed \(log kept to 100 cache hits\)/);
+  });
+
+  test('a stored log lists every call of a warm scrape, however many cache hits came first', () => {
+    // Regression: hits and calls shared the 200 lines, and a warm scrape of more than 200 guests
+    // records its cache hits as soon as the guest list is in, before the calls still running.
+    const log = new ScrapeLog(header, STORED_LOG_LIMITS);
+    log.call({ method: 'GET', path: '/cluster/resources', status: 200, seconds: 0.01, bytes: 1000 });
+    for (let i = 0; i < 2000; i++) log.cacheHit(`/nodes/pve1/qemu/${100 + i}/config`);
+    log.call({ method: 'GET', path: '/nodes/pve1/status', status: 500, seconds: 0.02, error: 'boom' });
+    log.finish(200, 10);
+    const text = log.render();
+    assert.match(text, /GET \/cluster\/resources +200/);
+    assert.match(text, /GET \/nodes\/pve1\/status +500 .*boom/);
+    assert.match(text, /PVE calls: 2; guest config cache: 2000 hit\(s\) \(no call, listed with debug=true\), 0 miss\(es\)/);
+    assert.doesNotMatch(text, /not listed/);
   });
 
   test('privilegeFor: the registry entry of the failing endpoint', () => {

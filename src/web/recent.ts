@@ -1,9 +1,9 @@
 // The last scrapes, for the landing page: a ring buffer of --web.recent-scrapes entries, each
 // with the log of the collection that answered it (blackbox_exporter keeps its recent probes the
 // same way). The log is kept rather than re-run on demand: at 3 a.m. what matters is what that
-// scrape did, not what a scrape does now. Logs are bounded (STORED_LOG_MAX_CALLS lines) and the
-// metrics are not kept, so memory stays at a few KiB per entry; scrapes that shared a collection
-// or came from the cache point at the same log.
+// scrape did, not what a scrape does now. Logs are bounded (STORED_LOG_LIMITS: 200 calls listed,
+// cache hits only counted) and the metrics are not kept, so memory stays at a few KiB per entry;
+// scrapes that shared a collection or came from the cache point at the same log.
 import type { ScrapeLog } from '../scrape/debug-log.ts';
 import type { ServedFrom } from '../scrape.ts';
 
