@@ -21,7 +21,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { cpuSeconds, cpuSecondsPrecise, measureFloor, ms1, pct, rssMb, scrapeOnce, sleep, startPair, type BenchSetup, type Running, type ScrapeSample } from './harness.ts';
+import { cpuSeconds, cpuSecondsPrecise, machineMs, measureFloor, ms1, pct, rssMb, scrapeOnce, sleep, startPair, type BenchSetup, type Running, type ScrapeSample } from './harness.ts';
 
 const { values } = parseArgs({
   options: {
@@ -91,6 +91,7 @@ async function warmFigures(run: Running, n: number, gzip = true) {
 
 const coldFigures = (s: ScrapeSample) => ({ ms: ms1(s.ms), api_calls: s.apiCalls, config_calls: s.configCalls, bytes: s.bytes });
 
+const machine = { before: machineMs(), after: NaN };
 const result: Record<string, unknown> = {
   setup: {
     query,
@@ -99,6 +100,8 @@ const result: Record<string, unknown> = {
     counters: values.static ? 'static' : 'drifting',
     malloc: values['plain-malloc'] ? 'glibc defaults' : 'MALLOC_MMAP_THRESHOLD_=131072 (as launched)',
     note: 'wall times on a shared 2-core machine are noisy; CPU figures are the exporter process only',
+    machine_ms: machine,
+    machine_note: 'fixed work (JSON.parse and stringify of 650 KB, deflate of 1 MB) timed before and after the phases: CPU figures of two days compare in proportion to it',
   },
 };
 
@@ -177,4 +180,5 @@ if (phases.has('idle')) {
   });
 }
 
+machine.after = machineMs();
 process.stdout.write(JSON.stringify(result, null, 2) + '\n');

@@ -22,6 +22,20 @@ test('text format: HELP, TYPE, escaped label values, special floats', () => {
   assert.equal(formatValue(1.7723232e9), '1772323200');
 });
 
+test('formatValue writes what String() writes, for every kind of number', () => {
+  // Integers of 10 to 16 digits take a faster path than String(); it must give the same digits.
+  const values = [0, -0, 1, -1, 0.5, 1e9 - 1, 1e9, 1e9 + 1, 2 ** 31, 2 ** 32 + 5, 1e15, 1e16 - 1, 1e16, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER + 1, 2 ** 60, 1e21, -1e12, 1e12 + 0.5, 5e-324, 1.7976931348623157e308];
+  let seed = 7;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let digits = 1; digits <= 17; digits++) {
+    for (let i = 0; i < 2000; i++) {
+      const v = Math.floor(random() * 10 ** digits);
+      values.push(v, v + random(), 10 ** (digits - 1) + (i % 10), v * 1000);
+    }
+  }
+  for (const v of values) assert.equal(formatValue(v), String(v), `formatValue(${v})`);
+});
+
 test('empty family keeps HELP and TYPE (as the reference)', () => {
   assert.equal(encode([new MetricFamily(gauge('e', 'h', ['id']))], 'text'), '# HELP e h\n# TYPE e gauge\n');
 });

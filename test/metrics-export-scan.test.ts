@@ -85,6 +85,12 @@ describe('metrics/export node scan', () => {
     assert.deepEqual(entriesOf(decodeMetricsExportNodes(raw)), [odd, node('pve2', 'cpu_avg5', 1)]);
   });
 
+  test('node names ending in "node": their storages\' `node/` is no node entry, their own entries are', () => {
+    const storages = ['pvenode', 'node'].map((n) => ({ id: `storage/${n}/local`, metric: 'disk_used', value: 1, timestamp: 1764600000, type: 'gauge' }));
+    const raw = answer([...filler(200), node('pvenode', 'cpu_avg1', 0.5), ...storages, { ...node('pvenode', 'cpu_avg5', 1), id: 'xnode/pvenode' }, node('node', 'cpu_avg5', 1)]);
+    assert.deepEqual(entriesOf(decodeMetricsExportNodes(raw)), [node('pvenode', 'cpu_avg1', 0.5), node('node', 'cpu_avg5', 1)]);
+  });
+
   test('a backslash anywhere, another wrapping, braces in strings or a broken entry: the whole answer is parsed', () => {
     const body = [...filler(200), node('pve1', 'cpu_avg1', 0.5)];
     const cases: Array<[string, Buffer]> = [
