@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { MetricFamily, counter, familyWithLabels, gauge } from '../src/exposition/family.ts';
 import { encode, encodeChunks, type Format } from '../src/exposition/encode.ts';
 import { SeriesCache, SeriesCacheStore } from '../src/exposition/series-cache.ts';
-import { crc32, gunzipSync } from 'node:zlib';
+import { constants, crc32, gunzipSync, inflateRawSync } from 'node:zlib';
 import { BYTE_PIECES, crc32Combine, GZIP_PIECES, GzipMember, type DeflatedPiece } from '../src/exposition/gzip-pieces.ts';
 import { encodePieces } from '../src/exposition/encode.ts';
 
@@ -103,6 +103,21 @@ describe('SeriesCache', () => {
       const families = scrape(r);
       assert.equal(Buffer.concat([...encodePieces(families, 'text', cache, BYTE_PIECES)]).toString('utf8'), encode(families, 'text'), `scrape ${i}`);
     }
+  });
+
+  test('a kept gzip piece holds a buffer of its own size, not a slice of zlib\'s 16 KiB output chunk', () => {
+    // Regression: pieces deflated to a few hundred bytes each held a 16 KiB chunk for as long as
+    // they were reused (2.2 MB of the resident memory at 2,000 guests).
+    const SYNC = { finishFlush: constants.Z_SYNC_FLUSH };
+    const small = GZIP_PIECES.encode('# HELP a_b c\n# TYPE a_b gauge\na_b{id="qemu/100"} 1\n');
+    assert.equal(small.deflated.buffer.byteLength, small.deflated.byteLength);
+    assert.equal(inflateRawSync(small.deflated, SYNC).toString(), '# HELP a_b c\n# TYPE a_b gauge\na_b{id="qemu/100"} 1\n');
+    let big = '';
+    for (let i = 0; i < 4000; i++) big += `a_b{id="qemu/${i}",x="${(i * 7919) % 104729}"} ${(i * 104729) % 7919}\n`;
+    const large = GZIP_PIECES.encode(big);
+    assert.ok(large.deflated.byteLength > 16 * 1024, 'a piece beyond one output chunk');
+    assert.ok(large.deflated.buffer.byteLength <= large.deflated.byteLength + 8 * 1024, `${large.deflated.buffer.byteLength} bytes held for ${large.deflated.byteLength}`);
+    assert.equal(inflateRawSync(large.deflated, SYNC).toString(), big);
   });
 
   test('crc32Combine agrees with zlib over random splits, and across 2^32 bytes of length', () => {

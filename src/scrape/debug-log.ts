@@ -42,7 +42,7 @@ export interface LogLimits {
  * The logs of the recent-scrapes ring list calls only. A cache hit says nothing but "no call",
  * and every warm scrape has one per guest: listed, 2,000 of them took the 200 lines before the
  * scrape's own PVE calls that answered later, and the 50 logs of the ring held 10,000 of them
- * (2.6 MB of the heap at 2,000 guests, about a fifth of what the exporter keeps alive).
+ * (2.6 MB at 2,000 guests, an eighth of the heap the exporter keeps alive between scrapes).
  */
 export const STORED_LOG_LIMITS: LogLimits = { calls: STORED_LOG_MAX_CALLS, hits: 0 };
 /** debug=true lists the hits too: that is where one looks for them. */
