@@ -39,8 +39,6 @@ export interface BenchSetup {
   readonly entry?: string;
   /** The simulator's answers stay the same scrape after scrape (default: counters drift, as live). */
   readonly static?: boolean;
-  /** Extra exporter flags, after the ones the bench sets. */
-  readonly args?: readonly string[];
   /** Leave out EXPORTER_ENV (glibc's own malloc thresholds), to measure what it changes. */
   readonly plainMalloc?: boolean;
 }
@@ -67,7 +65,7 @@ export async function startPair(setup: BenchSetup): Promise<Running> {
   const main = setup.entry ?? path.resolve(setup.dist ?? new URL('../dist', import.meta.url).pathname, 'main.js');
   const exporter = spawn(
     process.execPath,
-    [...EXPORTER_NODE_ARGS, ...(setup.nodeArgs ?? []), main, '--config.file', configFile, '--web.listen-address', `127.0.0.1:${port}`, '--log.level', 'warn', ...(setup.args ?? [])],
+    [...EXPORTER_NODE_ARGS, ...(setup.nodeArgs ?? []), main, '--config.file', configFile, '--web.listen-address', `127.0.0.1:${port}`, '--log.level', 'warn'],
     {
       env: setup.plainMalloc ? process.env : { ...process.env, ...EXPORTER_ENV },
       stdio: ['ignore', process.env.BENCH_EXPORTER_STDOUT === 'inherit' ? 'inherit' : 'ignore', 'inherit'],

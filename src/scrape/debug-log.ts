@@ -75,19 +75,25 @@ export class ScrapeLog implements ApiCallTrace {
   call(record: ApiCallRecord): void {
     this.calls++;
     if (CONFIG_PATH.test(endpointTemplate(record.path.split('?')[0]))) this.misses++;
-    if (this.listedCalls < this.limits.calls) {
-      this.listedCalls++;
-      this.entries.push({ kind: 'call', at: this.elapsed() - record.seconds, call: record });
-    }
+    if (this.take('call')) this.entries.push({ kind: 'call', at: this.elapsed() - record.seconds, call: record });
   }
 
   /** A guest config answered from the cache: no call. */
   cacheHit(path: string): void {
     this.hits++;
-    if (this.listedHits < this.limits.hits) {
+    if (this.take('hit')) this.entries.push({ kind: 'hit', at: this.elapsed(), path });
+  }
+
+  /** Whether the limits leave room to list one more entry of `kind`; if so, it counts as listed. */
+  private take(kind: Entry['kind']): boolean {
+    if (kind === 'call') {
+      if (this.listedCalls >= this.limits.calls) return false;
+      this.listedCalls++;
+    } else {
+      if (this.listedHits >= this.limits.hits) return false;
       this.listedHits++;
-      this.entries.push({ kind: 'hit', at: this.elapsed(), path });
     }
+    return true;
   }
 
   collector(record: CollectorRecord): void {
@@ -106,12 +112,7 @@ export class ScrapeLog implements ApiCallTrace {
   bounded(limits: LogLimits = STORED_LOG_LIMITS): ScrapeLog {
     if (this.listedCalls <= limits.calls && this.listedHits <= limits.hits) return this;
     const copy = new ScrapeLog(this.header, limits, () => this.startedAt);
-    for (const e of this.entries) {
-      if (e.kind === 'call' && copy.listedCalls < limits.calls) copy.listedCalls++;
-      else if (e.kind === 'hit' && copy.listedHits < limits.hits) copy.listedHits++;
-      else continue;
-      copy.entries.push(e);
-    }
+    for (const e of this.entries) if (copy.take(e.kind)) copy.entries.push(e);
     copy.collectors.push(...this.collectors);
     copy.calls = this.calls;
     copy.hits = this.hits;
