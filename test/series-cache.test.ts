@@ -7,7 +7,7 @@ import { encode, encodeChunks, type Format } from '../src/exposition/encode.ts';
 import { SeriesCache, SeriesCacheStore } from '../src/exposition/series-cache.ts';
 import { constants, crc32, gunzipSync, inflateRawSync } from 'node:zlib';
 import { BYTE_PIECES, crc32Combine, GZIP_PIECES, GzipMember, type DeflatedPiece } from '../src/exposition/gzip-pieces.ts';
-import { encodePieces } from '../src/exposition/encode.ts';
+import { encodePieces, TEXT_PIECES } from '../src/exposition/encode.ts';
 
 const cached = (families: MetricFamily[], format: Format, cache: SeriesCache) => [...encodeChunks(families, format, cache)].join('');
 
@@ -92,7 +92,7 @@ describe('SeriesCache', () => {
     const cache = new SeriesCache<string>();
     const fam = () => [new MetricFamily(gauge('x', 'say "hi"', ['id'])).add(['1'], 1)];
     for (const format of ['text', 'openmetrics', 'text', 'openmetrics'] as const) {
-      assert.equal([...encodePieces(fam(), format, cache, { encode: (t) => t })].join(''), encode(fam(), format), format);
+      assert.equal([...encodePieces(fam(), format, cache, TEXT_PIECES)].join(''), encode(fam(), format), format);
     }
   });
 
@@ -109,12 +109,12 @@ describe('SeriesCache', () => {
     // Regression: pieces deflated to a few hundred bytes each held a 16 KiB chunk for as long as
     // they were reused (2.2 MB of the resident memory at 2,000 guests).
     const SYNC = { finishFlush: constants.Z_SYNC_FLUSH };
-    const small = GZIP_PIECES.encode('# HELP a_b c\n# TYPE a_b gauge\na_b{id="qemu/100"} 1\n');
+    const small = GZIP_PIECES.encode(Buffer.from('# HELP a_b c\n# TYPE a_b gauge\na_b{id="qemu/100"} 1\n'));
     assert.equal(small.deflated.buffer.byteLength, small.deflated.byteLength);
     assert.equal(inflateRawSync(small.deflated, SYNC).toString(), '# HELP a_b c\n# TYPE a_b gauge\na_b{id="qemu/100"} 1\n');
     let big = '';
     for (let i = 0; i < 4000; i++) big += `a_b{id="qemu/${i}",x="${(i * 7919) % 104729}"} ${(i * 104729) % 7919}\n`;
-    const large = GZIP_PIECES.encode(big);
+    const large = GZIP_PIECES.encode(Buffer.from(big));
     assert.ok(large.deflated.byteLength > 16 * 1024, 'a piece beyond one output chunk');
     assert.ok(large.deflated.buffer.byteLength <= large.deflated.byteLength + 8 * 1024, `${large.deflated.buffer.byteLength} bytes held for ${large.deflated.byteLength}`);
     assert.equal(inflateRawSync(large.deflated, SYNC).toString(), big);
@@ -159,6 +159,50 @@ describe('SeriesCache', () => {
     for (const families of [build(-1, '', 0), build(1500, 'renamed"', 1), build(1500, 'renamed"', 7.5), build(1500, 'renamed"', 8), build(1500, 'renamed"', 8), build(1500, 'renamed"', 8), build(2999, 'last', NaN), build(-1, '', 0, 2500), build(-1, '', 0, 3100)]) {
       assert.equal(cached(families, 'text', cache), encode(families, 'text'));
       assert.equal(cache.seriesCount, families[0].values.length);
+    }
+  });
+
+  test('chunks whose values change are written from their kept prefixes, exactly as the plain encoder, in every form', () => {
+    // Counters of running guests change every scrape while their labels stay: such chunks keep the
+    // bytes before each value and print the new values next to them (chunk-bytes.ts).
+    const r = rng(8);
+    const wide = [0, -0, 1, -1, -7, 0.5, -2.5e-300, 1e-7, 9, 10, 99, 1e9 - 1, 1e9, 1e9 + 1, 2 ** 31, 2 ** 32 + 5, 1e15, 1e16 - 1, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER + 1, 2 ** 60, 1e21, -1e12, 1e12 + 0.5, 5e-324, 1.7976931348623157e308, NaN, Infinity, -Infinity];
+    const value = (): number => {
+      const x = r();
+      if (x < 0.3) return wide[Math.floor(r() * wide.length)];
+      if (x < 0.6) return Math.floor(r() * 10 ** Math.floor(r() * 17));
+      if (x < 0.8) return -Math.floor(r() * 10 ** Math.floor(r() * 12));
+      return r() * 10 ** Math.floor(r() * 20 - 10);
+    };
+    const names = Array.from({ length: 2100 }, (_, i) => (i % 97 === 0 ? `vm-ü${i}"x\\` : i % 89 === 0 ? `línea\n${i}` : `vm${i}`));
+    const build = (help: string) => {
+      const bytes = new MetricFamily(counter('pve_network_transmit_bytes_total', help, ['id', 'name']));
+      const cpu = new MetricFamily(gauge('pve_cpu_usage_ratio', 'CPU', ['id']));
+      for (let i = 0; i < names.length; i++) {
+        bytes.add2(`qemu/${i}`, names[i], value());
+        cpu.add1(`qemu/${i}`, value());
+      }
+      const none = new MetricFamily(gauge('pve_no_labels', 'none', [])).add([], value());
+      return [bytes, cpu, none];
+    };
+    for (const format of ['text', 'openmetrics'] as const) {
+      const text = new SeriesCache<string>();
+      const bytes = new SeriesCache<Buffer>();
+      const gzip = new SeriesCache<DeflatedPiece>();
+      const help = (i: number) => (i % 5 === 4 ? 'sent, "new" help' : 'sent');
+      for (let i = 0; i < 12; i++) {
+        const families = build(help(i));
+        const want = encode(families, format);
+        assert.equal([...encodePieces(families, format, text, TEXT_PIECES)].join(''), want, `${format} text, scrape ${i}`);
+        assert.equal(Buffer.concat([...encodePieces(families, format, bytes, BYTE_PIECES)]).toString('utf8'), want, `${format} bytes, scrape ${i}`);
+        const member = new GzipMember();
+        const pieces = [...encodePieces(families, format, gzip, GZIP_PIECES)].map((p) => member.add(p));
+        assert.equal(gunzipSync(Buffer.concat([member.header(), ...pieces, member.end()])).toString('utf8'), want, `${format} gzip, scrape ${i}`);
+        // From the second scrape on every chunk has changed values: all 7 keep their prefixes
+        // (3 + 3 chunks of 2,100 series, 1 without labels), but a first chunk whose HELP changed
+        // is a new one: it keeps its output.
+        if (i > 0) assert.equal(text.prefixedChunks, help(i) === help(i - 1) ? 7 : 6, `scrape ${i}`);
+      }
     }
   });
 

@@ -1,43 +1,22 @@
 // Text exposition encoders: Prometheus text format 0.0.4 and OpenMetrics 1.0.0.
 // Written by hand because prom-client's registry is far too slow for a 100k-sample scrape
-// (see DESIGN.md); each series' line is built once per scrape, or, with a SeriesCache, once for
-// as long as its chunk of series stays the same (and then kept in the form it is sent in).
+// (see DESIGN.md). Without a cache each series' line is built as a string; with a SeriesCache a
+// chunk of series is written as bytes (chunk-bytes.ts) once for as long as it stays the same, then
+// kept in the form it is sent in, and a chunk whose values change keeps the bytes before its values.
 import type { MetricFamily } from './family.ts';
 import type { EncodedFamily, SeriesCache } from './series-cache.ts';
+import { buildPrefixes, escapeLabelValue, formatValue, renderChunk, type ChunkPrefixes } from './chunk-bytes.ts';
+
+export { formatValue };
 
 export const TEXT_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 
 export type Format = 'text' | 'openmetrics';
 
-function escapeLabelValue(v: string): string {
-  // Fast path: most values need no escaping.
-  if (!/[\\"\n]/.test(v)) return v;
-  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
-}
-
 function escapeHelp(v: string, format: Format): string {
   const s = v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
   return format === 'openmetrics' ? s.replace(/"/g, '\\"') : s;
-}
-
-/** Zeros that pad the low nine digits of formatValue's split integers. */
-const ZEROS = ['', '0', '00', '000', '0000', '00000', '000000', '0000000', '00000000'];
-
-export function formatValue(v: number): string {
-  // Integers of 10 to 16 digits (byte and packet counters, sizes: most of a scrape's changed
-  // values) are printed as two halves below 10^9. String() of a number beyond the small-integer
-  // range takes V8's shortest-double path, twice as slow as String() of two small integers
-  // (229 against 112 ns a value); the digits are the same (test/encode.test.ts).
-  if (v >= 1e9 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v)) {
-    const high = Math.floor(v / 1e9);
-    const low = String(v - high * 1e9);
-    return String(high) + ZEROS[9 - low.length] + low;
-  }
-  if (Number.isNaN(v)) return 'NaN';
-  if (v === Infinity) return '+Inf';
-  if (v === -Infinity) return '-Inf';
-  return String(v);
 }
 
 /** A family's name, type and sample name in `format` (OpenMetrics renames counters). */
@@ -86,10 +65,11 @@ export function* encodeChunks(families: readonly MetricFamily[], format: Format,
  * (tests), its bytes as sent (identity), or its bytes deflated (gzip, gzip-pieces.ts).
  */
 export interface PieceCodec<T> {
-  encode(text: string): T;
+  /** `bytes` (UTF-8) are the encoder's own buffer, valid during the call only: keep a copy. */
+  encode(bytes: Buffer): T;
 }
 
-const TEXT_PIECES: PieceCodec<string> = { encode: (text) => text };
+export const TEXT_PIECES: PieceCodec<string> = { encode: (bytes) => bytes.toString('utf8') };
 
 /**
  * encodeChunks with a cache, each piece of output in the form `codec` makes of its text: a
@@ -101,7 +81,7 @@ export function* encodePieces<T>(families: readonly MetricFamily[], format: Form
   const round = cache.begin();
   for (const fam of families) yield* encodeFamilyCached(fam, format, names, cache, round, codec);
   cache.end(round);
-  if (format === 'openmetrics') yield (cache.eof ??= codec.encode('# EOF\n'));
+  if (format === 'openmetrics') yield (cache.eof ??= codec.encode(Buffer.from('# EOF\n')));
 }
 
 /** The lines of series [from, to) of a family, joined. */
@@ -136,11 +116,8 @@ function* encodeFamily(fam: MetricFamily, format: Format, names: ReadonlySet<str
   }
 }
 
-/** Whether series [from, to) are last time's chunk: as many series, same label values and values. */
-function sameSeries<T>(n: number, lv: readonly string[], values: readonly number[], prev: EncodedFamily<T>, from: number, to: number): boolean {
-  // The last chunk of a family that shrank or grew covers other series than this one.
-  if (Math.min(prev.values.length, from + CHUNK_SERIES) !== to) return false;
-  const plv = prev.labelValues;
+/** Whether series [from, to) have last time's values, position by position. */
+function sameValues<T>(values: readonly number[], prev: EncodedFamily<T>, from: number, to: number): boolean {
   const pv = prev.values;
   for (let i = from; i < to; i++) {
     const a = values[i];
@@ -148,6 +125,14 @@ function sameSeries<T>(n: number, lv: readonly string[], values: readonly number
     // NaN is as it was when both are NaN (a !== a only for NaN).
     if (a !== b && (a === a || b === b)) return false;
   }
+  return true;
+}
+
+/** Whether series [from, to) have last time's label values (and the chunk as many series). */
+function sameLabels<T>(n: number, lv: readonly string[], prev: EncodedFamily<T>, from: number, to: number): boolean {
+  // The last chunk of a family that shrank or grew covers other series than this one.
+  if (Math.min(prev.values.length, from + CHUNK_SERIES) !== to) return false;
+  const plv = prev.labelValues;
   for (let k = from * n, end = to * n; k < end; k++) if (lv[k] !== plv[k]) return false;
   return true;
 }
@@ -167,6 +152,7 @@ function* encodeFamilyCached<T>(
   const memo = cache.family(`${format}\u0000${familyName}\u0000${sampleName}\u0000${labels.join('\u0000')}`, round);
   const n = labels.length;
   const openers = openersOf(labels);
+  const close = n > 0 ? '} ' : ' ';
   const lv = fam.labelValues;
   const values = fam.values;
   const count = values.length;
@@ -175,25 +161,31 @@ function* encodeFamilyCached<T>(
   const prev = memo.last;
   const sameHeader = prev !== undefined && prev.help === fam.spec.help && prev.type === type;
   const chunks: Array<T | undefined> = [];
+  const prefixes: Array<ChunkPrefixes | undefined> = [];
   // Chunk 0 carries the HELP and TYPE lines (and is the only one of a family without series).
   for (let from = 0, c = 0; from < count || c === 0; from += CHUNK_SERIES, c++) {
     const to = Math.min(count, from + CHUNK_SERIES);
-    const known = prev !== undefined && c < prev.chunks.length && (c > 0 || sameHeader);
-    const same = known && sameSeries(n, lv, values, prev!, from, to);
-    const kept = same ? prev!.chunks[c] : undefined;
+    const labelled = prev !== undefined && c < prev.chunks.length && sameLabels(n, lv, prev, from, to);
+    const known = labelled && (c > 0 || sameHeader);
+    const same = known && sameValues(values, prev!, from, to);
     // A chunk whose series are all as last time (labels and values) is last time's output.
-    let piece = kept;
+    let piece = same ? prev!.chunks[c] : undefined;
+    let kept: ChunkPrefixes | undefined;
     if (piece === undefined) {
-      const lines = renderLines(sampleName, openers, lv, values, from, to);
-      piece = codec.encode(c === 0 ? header(familyName, type, fam.spec.help, format) + lines : lines);
+      // Series with last time's labels are written with last time's prefixes, when kept.
+      const p = (labelled ? prev!.prefixes[c] : undefined) ?? buildPrefixes(sampleName, openers, close, lv, from, to);
+      piece = codec.encode(renderChunk(c === 0 ? header(familyName, type, fam.spec.help, format) : '', p, values, from));
+      kept = p;
     }
     // Output is kept for chunks likely to be the same next time: new ones and unchanged ones. A
-    // chunk that changed (counters, CPU) keeps only its values to compare with: keeping output
-    // that never comes back would be memory and GC for nothing.
-    chunks.push(known && !same ? undefined : piece);
+    // chunk whose values changed (counters, CPU) keeps its prefixes instead, to write its next
+    // values with: keeping output that never comes back would be memory and GC for nothing.
+    const changed = known && !same;
+    chunks.push(changed ? undefined : piece);
+    prefixes.push(changed ? kept : undefined);
     yield piece;
   }
-  memo.last = { labelValues: lv, values, chunks, help: fam.spec.help, type };
+  memo.last = { labelValues: lv, values, chunks, prefixes, help: fam.spec.help, type };
 }
 
 /** The whole exposition as one string (tests, small outputs); the server streams encodeChunks. */

@@ -21,17 +21,9 @@ export interface DeflatedPiece {
 /** Level 1: a 4 MB exposition still shrinks ~9x, at a fraction of the CPU of the default 6. */
 const DEFLATE_OPTIONS = { level: 1, finishFlush: constants.Z_SYNC_FLUSH };
 
-/**
- * The UTF-8 of the piece being deflated, reused from piece to piece (it grows to the largest):
- * a Buffer per piece was a megabyte of off-heap garbage per scrape, held until a full collection.
- */
-let scratch = Buffer.allocUnsafe(64 * 1024);
-
-export function deflatePiece(text: string): DeflatedPiece {
-  // UTF-8 takes at most 3 bytes per UTF-16 unit.
-  if (scratch.length < text.length * 3) scratch = Buffer.allocUnsafe(Math.max(text.length * 3, scratch.length * 2));
-  const raw = scratch.subarray(0, scratch.write(text, 'utf8'));
-  return { deflated: exact(deflateRawSync(raw, DEFLATE_OPTIONS)), crc: crc32(raw), length: raw.length };
+/** `bytes` deflated (the encoder's buffer: read here, not kept). */
+export function deflatePiece(bytes: Buffer): DeflatedPiece {
+  return { deflated: exact(deflateRawSync(bytes, DEFLATE_OPTIONS)), crc: crc32(bytes), length: bytes.length };
 }
 
 /**
@@ -49,8 +41,8 @@ function exact(deflated: Buffer): Buffer {
 
 export const GZIP_PIECES: PieceCodec<DeflatedPiece> = { encode: deflatePiece };
 
-/** Identity answers keep the bytes they sent. */
-export const BYTE_PIECES: PieceCodec<Buffer> = { encode: (text) => Buffer.from(text, 'utf8') };
+/** Identity answers keep (a copy of) the bytes they sent. */
+export const BYTE_PIECES: PieceCodec<Buffer> = { encode: (bytes) => Buffer.from(bytes) };
 
 /** ID1 ID2, CM = deflate, no flags, no mtime, XFL 4 (fastest), OS 3 (Unix), as zlib writes at level 1. */
 const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x03]);

@@ -4,13 +4,16 @@
 // scrape's encoding CPU and garbage (bench/profile-summary.ts). So each family keeps its last
 // label values, values and output text in chunks of a fixed number of series: a chunk whose
 // series all equal last time's, position by position, is last time's text. Only the text of
-// chunks that are new or did not change is kept (a chunk of counters changes every scrape).
-// Kept per series instead (prefix and value text, found by position or in a Map by label values),
-// the cache held ~80,000 strings per 2,000 guests that every major GC had to mark: more GC than
-// the reuse saved, and 40-60 MB more resident memory. When PVE lists resources in another order
-// or values change, the chunks concerned are simply rendered afresh.
+// chunks that are new or did not change is kept. A chunk whose labels stayed but whose values
+// changed (counters change every scrape) keeps instead the UTF-8 bytes before each value, in one
+// buffer per chunk (chunk-bytes.ts): its next values are printed next to them.
+// Kept per series as strings instead (prefix and value text, found by position or in a Map by
+// label values), the cache held ~80,000 strings per 2,000 guests that every major GC had to mark:
+// more GC than the reuse saved, and 40-60 MB more resident memory. When PVE lists resources in
+// another order, the chunks concerned are simply rendered afresh.
 // A cache holds exactly the last scrape's output: families left out of an encode are dropped.
 import { LRUCache } from 'lru-cache';
+import type { ChunkPrefixes } from './chunk-bytes.ts';
 
 /** One family's output as last encoded, in chunks of a fixed number of series. */
 export interface EncodedFamily<T> {
@@ -22,6 +25,11 @@ export interface EncodedFamily<T> {
    * form the answer sends it (text, bytes or deflated bytes); chunk 0 begins with HELP and TYPE.
    */
   readonly chunks: ReadonlyArray<T | undefined>;
+  /**
+   * For chunks whose values changed last time (and whose output is not kept): the bytes before
+   * each series' value, to write the next values with (chunk-bytes.ts).
+   */
+  readonly prefixes: ReadonlyArray<ChunkPrefixes | undefined>;
   /** The HELP text and type written in chunk 0. */
   readonly help: string;
   readonly type: string;
@@ -61,6 +69,13 @@ export class SeriesCache<T = string> {
     // Another encode of this cache may have started meanwhile: only the newest round sweeps.
     if (round !== this.round) return;
     for (const [key, f] of this.families) if (f.usedIn !== round) this.families.delete(key);
+  }
+
+  /** Chunks that keep their prefixes (their values changed last time) rather than their output. */
+  get prefixedChunks(): number {
+    let n = 0;
+    for (const f of this.families.values()) for (const p of f.last?.prefixes ?? []) if (p !== undefined) n++;
+    return n;
   }
 
   /** Series held (the bound of the store counts these). */
