@@ -109,9 +109,11 @@ export class Scraper {
   }
 
   enabledCollectors(cluster: boolean, node: boolean): ScrapeCollector[] {
-    return SCRAPE_COLLECTORS.filter(
-      (c) => this.opts.switches[c.name] && ((c.scope === 'cluster' && cluster) || (c.scope === 'node' && node)),
-    );
+    const enabled: ScrapeCollector[] = [];
+    for (const c of SCRAPE_COLLECTORS) {
+      if (this.opts.switches[c.name] && ((c.scope === 'cluster' && cluster) || (c.scope === 'node' && node))) enabled.push(c);
+    }
+    return enabled;
   }
 
   /**
@@ -183,13 +185,16 @@ export class Scraper {
     });
     const families: MetricFamily[] = [];
     const outcomes: CollectorOutcome[] = [];
-    const familiesOf = new Map<string, MetricFamily[]>();
+    /** Series per outcome, in the order of `outcomes` (and of `collectors`). */
+    const seriesOf: number[] = [];
     try {
-      const results = await Promise.all(collectors.map((c) => this.runCollector(c, session, deadlineReached)));
-      for (const r of results) {
+      // Loops rather than callbacks made per scrape (see byTypeAndVmid in collectors/types.ts).
+      const running: Promise<CollectorRun>[] = [];
+      for (const c of collectors) running.push(this.runCollector(c, session, deadlineReached));
+      for (const r of await Promise.all(running)) {
         families.push(...r.families);
         outcomes.push(r.outcome);
-        familiesOf.set(r.outcome.name, r.families);
+        seriesOf.push(seriesIn(r.families));
       }
     } finally {
       // Whatever is still pending is abandoned now: aborted, not left to run after the answer.
@@ -205,9 +210,10 @@ export class Scraper {
     for (const [collector, n] of session.staleServed) this.self.cacheStale.inc({ module: moduleName, collector }, n);
 
     const apiCalls = session.succeeded + session.failures.length;
-    for (const o of outcomes) {
-      const c = collectors.find((x) => x.name === o.name)!;
-      const series = familiesOf.get(o.name)?.reduce((n, f) => n + f.values.length, 0) ?? 0;
+    for (let i = 0; i < outcomes.length; i++) {
+      const o = outcomes[i];
+      const c = collectors[i];
+      const series = seriesOf[i];
       // The error already names the privilege when the registry has it (describeFor); say it once.
       const named = o.error?.includes('(privilege for ') ?? false;
       const privilege = o.failedStatus === 403 && o.failedPath && !named ? privilegeFor(c, SCRAPE_COLLECTORS, o.failedPath) : undefined;
@@ -241,7 +247,7 @@ export class Scraper {
     }
     const merged = mergeSameName(families);
     if (outcomes.length > 0) merged.push(success, duration);
-    log.finish(200, merged.reduce((n, f) => n + f.values.length, 0));
+    log.finish(200, seriesIn(merged));
     return { status: 200, families: merged, outcomes, apiCalls, log };
   }
 
@@ -269,7 +275,7 @@ export class Scraper {
     c: ScrapeCollector,
     session: PveSession,
     deadlineReached: Promise<never>,
-  ): Promise<{ families: MetricFamily[]; outcome: CollectorOutcome }> {
+  ): Promise<CollectorRun> {
     const t0 = performance.now();
     const done = (ok: boolean, families: MetricFamily[], err?: unknown, unavailable?: string) => ({
       families,
@@ -359,6 +365,19 @@ function endpointPattern(template: string): RegExp {
     patterns.set(template, re);
   }
   return re;
+}
+
+/** What one collector gave in a scrape. */
+interface CollectorRun {
+  readonly families: MetricFamily[];
+  readonly outcome: CollectorOutcome;
+}
+
+/** The series in `families`. */
+function seriesIn(families: readonly MetricFamily[]): number {
+  let n = 0;
+  for (const f of families) n += f.values.length;
+  return n;
 }
 
 /**

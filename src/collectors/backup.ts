@@ -70,12 +70,21 @@ export interface GuestBackupState {
  * looked at, since the missing run may be the newest of any guest (what is known stays exact).
  * Returns whether every needed log was there.
  */
+/** Tasks by end time, newest first (module-level comparators: see byTypeAndVmid in types.ts). */
+function newestFirst(a: NodeTask, b: NodeTask): number {
+  return (b.endtime ?? 0) - (a.endtime ?? 0);
+}
+
+function ascending(a: number, b: number): number {
+  return a - b;
+}
+
 export function foldNodeTasks(
   tasks: readonly NodeTask[],
   logOf: (upid: string) => ReadonlyMap<number, GuestBackupResult> | undefined,
   into: Map<number, GuestBackupState>,
 ): boolean {
-  const ordered = tasks.filter(isFinishedVzdump).sort((a, b) => (b.endtime ?? 0) - (a.endtime ?? 0));
+  const ordered = tasks.filter(isFinishedVzdump).sort(newestFirst);
   const perNode = new Map<number, GuestBackupState>();
   let complete = true;
   for (const t of ordered) {
@@ -142,7 +151,7 @@ export function buildBackup(jobs: readonly BackupJob[], guests: ReadonlyMap<numb
   const success = new MetricFamily(LAST_SUCCESS);
   const run = new MetricFamily(LAST_RUN);
   const failed = new MetricFamily(LAST_FAILED);
-  for (const vmid of [...guests.keys()].sort((a, b) => a - b)) {
+  for (const vmid of [...guests.keys()].sort(ascending)) {
     const id = guestIds.get(vmid);
     const s = guests.get(vmid);
     if (id === undefined || s === undefined) continue;
@@ -175,7 +184,7 @@ async function collectBackups(s: PveSession): Promise<MetricFamily[]> {
   );
   const allListed = tasksByNode.size === nodes.length;
   // Newest runs first: with a cold cache and a short deadline, the logs that decide are read first.
-  const needed = [...tasksByNode.values()].flat().filter(needsLog).sort((a, b) => (b.endtime ?? 0) - (a.endtime ?? 0));
+  const needed = [...tasksByNode.values()].flat().filter(needsLog).sort(newestFirst);
   const listed = new Set(needed.map((t) => t.upid));
   const logs = new Map<string, ReadonlyMap<number, GuestBackupResult>>();
   await forEachLimited(needed, TASK_LOGS_IN_FLIGHT, s.ctx.signal, async (t) => {

@@ -1,13 +1,13 @@
 import { MetricFamily, gauge } from '../exposition/family.ts';
 import type { GuestOnboot } from '../pve/session.ts';
-import { PartialFailure, type ScrapeCollector } from './types.ts';
+import { PartialFailure, byTypeAndVmid, type ScrapeCollector } from './types.ts';
 
 const ONBOOT = gauge('pve_onboot_status', 'Proxmox vm config onboot value', ['id', 'node', 'type']);
 
 /** Only guests whose config carries an onboot key get a series (as the reference). */
 export function buildOnboot(guests: readonly GuestOnboot[]): MetricFamily[] {
   const fam = new MetricFamily(ONBOOT);
-  const ordered = [...guests].sort((a, b) => (a.type === b.type ? a.vmid - b.vmid : a.type === 'qemu' ? -1 : 1));
+  const ordered = [...guests].sort(byTypeAndVmid);
   for (const g of ordered) {
     if (g.onboot !== undefined) fam.add([`${g.type}/${g.vmid}`, g.node, g.type], g.onboot);
   }

@@ -4,7 +4,7 @@
 // Values, not labels: one series per guest and setting, whatever the values are.
 import { MetricFamily, gauge } from '../exposition/family.ts';
 import type { GuestWithConfig } from '../pve/session.ts';
-import { PartialFailure, type ScrapeCollector } from './types.ts';
+import { PartialFailure, byTypeAndVmid, type ScrapeCollector } from './types.ts';
 
 const LABELS = ['id', 'node', 'type'];
 const CORES = gauge('pve_guest_cpu_cores', 'CPU cores per socket in the guest config (QEMU default 1; LXC only when limited)', LABELS);
@@ -31,7 +31,7 @@ export function buildGuestConfig(guests: readonly GuestWithConfig[]): MetricFami
     agent: new MetricFamily(AGENT),
     created: new MetricFamily(CREATED),
   };
-  const ordered = [...guests].sort((a, b) => (a.type === b.type ? a.vmid - b.vmid : a.type === 'qemu' ? -1 : 1));
+  const ordered = [...guests].sort(byTypeAndVmid);
   for (const g of ordered) {
     const labels = [`${g.type}/${g.vmid}`, g.node, g.type];
     const c = g.fields;

@@ -30,6 +30,11 @@ const NODE_EXPORT_METRICS: ReadonlyMap<string, FamilySpec> = new Map([
   ['disk_used', NODE_ROOTFS_USED],
 ]);
 
+/** Node entries by id (a module-level comparator: see byTypeAndVmid in types.ts). */
+function byId(a: MetricsExportEntry, b: MetricsExportEntry): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
 /**
  * The newest sample per (node, metric). Before pve-manager 8.3.4 cpu_iowait was the cumulative
  * iowait counter of /proc/stat (jiffies since boot), not a 0..1 share: a value above 1 is such a
@@ -45,8 +50,9 @@ export function buildNodeMetrics(entries: readonly MetricsExportEntry[]): Metric
     const seen = newest.get(key);
     if (!seen || e.timestamp > seen.timestamp) newest.set(key, e);
   }
-  const families = new Map(SHARED_NODE_FAMILIES.map((f) => [f.name, new MetricFamily(f)]));
-  const ordered = [...newest.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const families = new Map<string, MetricFamily>();
+  for (const f of SHARED_NODE_FAMILIES) families.set(f.name, new MetricFamily(f));
+  const ordered = [...newest.values()].sort(byId);
   for (const e of ordered) families.get(NODE_EXPORT_METRICS.get(e.metric)!.name)!.add1(e.id, e.value);
   return [...families.values()];
 }

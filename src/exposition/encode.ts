@@ -19,6 +19,13 @@ function escapeHelp(v: string, format: Format): string {
   return format === 'openmetrics' ? s.replace(/"/g, '\\"') : s;
 }
 
+/** The families' names (a loop: no callback made per scrape). */
+function namesOf(families: readonly MetricFamily[]): Set<string> {
+  const names = new Set<string>();
+  for (const f of families) names.add(f.spec.name);
+  return names;
+}
+
 /** A family's name, type and sample name in `format` (OpenMetrics renames counters). */
 function naming(fam: MetricFamily, format: Format, names: ReadonlySet<string>): { familyName: string; type: string; sampleName: string } {
   const { name } = fam.spec;
@@ -55,7 +62,7 @@ export function* encodeChunks(families: readonly MetricFamily[], format: Format,
     yield* encodePieces(families, format, cache, TEXT_PIECES);
     return;
   }
-  const names = new Set(families.map((f) => f.spec.name));
+  const names = namesOf(families);
   for (const fam of families) yield* encodeFamily(fam, format, names);
   if (format === 'openmetrics') yield '# EOF\n';
 }
@@ -77,7 +84,7 @@ export const TEXT_PIECES: PieceCodec<string> = { encode: (bytes) => bytes.toStri
  * previous encode where its series are all as they were, and the closing `# EOF` of OpenMetrics.
  */
 export function* encodePieces<T>(families: readonly MetricFamily[], format: Format, cache: SeriesCache<T>, codec: PieceCodec<T>): Generator<T> {
-  const names = new Set(families.map((f) => f.spec.name));
+  const names = namesOf(families);
   const round = cache.begin();
   for (const fam of families) yield* encodeFamilyCached(fam, format, names, cache, round, codec);
   cache.end(round);

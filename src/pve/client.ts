@@ -123,10 +123,12 @@ function stableJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
   if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
   const obj = value as Record<string, unknown>;
-  const parts = Object.keys(obj)
-    .filter((k) => obj[k] !== undefined && typeof obj[k] !== 'function')
-    .sort()
-    .map((k) => `${JSON.stringify(k)}:${stableJson(obj[k])}`);
+  // Loops rather than callbacks made per call: this runs in every scrape (see byTypeAndVmid in
+  // collectors/types.ts).
+  const parts: string[] = [];
+  for (const k of Object.keys(obj).sort()) {
+    if (obj[k] !== undefined && typeof obj[k] !== 'function') parts.push(`${JSON.stringify(k)}:${stableJson(obj[k])}`);
+  }
   return `{${parts.join(',')}}`;
 }
 

@@ -270,29 +270,38 @@ export class PveSession {
    * the whole cluster's).
    */
   localGuests(node: string): Promise<LocalGuest[]> {
-    return this.once(`guests:${node}`, async () => {
-      if (this.opts.clusterScope) {
-        const resources = await this.resources();
-        return resources
-          .filter((r): r is ClusterResource & { type: GuestType; vmid: number } => (r.type === 'qemu' || r.type === 'lxc') && r.node === node && typeof r.vmid === 'number')
-          .map((r) => ({ type: r.type, vmid: r.vmid, status: r.status, name: r.name, template: r.template }));
-      }
-      const base = `/nodes/${encodeURIComponent(node)}`;
-      const [qemu, lxc] = await Promise.all([
-        this.once(`${base}/qemu`, async () => this.call(`${base}/qemu`, asArray<NodeGuestEntry>)),
-        this.once(`${base}/lxc`, async () => this.call(`${base}/lxc`, asArray<NodeGuestEntry>)),
-      ]);
-      const out: LocalGuest[] = [];
-      for (const [type, list] of [['qemu', qemu], ['lxc', lxc]] as const) {
-        for (const g of list) {
-          // PVE before 7 sent the vmid of containers as a string.
-          const vmid = Number(g.vmid);
-          if (!Number.isInteger(vmid)) continue;
-          out.push({ type, vmid, status: g.status, name: g.name, template: g.template === undefined ? undefined : Number(g.template) });
+    // The work is a method, not the closure given to once(): a closure made per scrape has its
+    // optimized code dropped once it dies, and this one loops over every guest (see byTypeAndVmid
+    // in collectors/types.ts).
+    return this.once(`guests:${node}`, () => this.readLocalGuests(node));
+  }
+
+  private async readLocalGuests(node: string): Promise<LocalGuest[]> {
+    if (this.opts.clusterScope) {
+      // Loops rather than filter/map with closures made per scrape (see byTypeAndVmid in collectors/types.ts).
+      const local: LocalGuest[] = [];
+      for (const r of await this.resources()) {
+        if ((r.type === 'qemu' || r.type === 'lxc') && r.node === node && typeof r.vmid === 'number') {
+          local.push({ type: r.type, vmid: r.vmid, status: r.status, name: r.name, template: r.template });
         }
       }
-      return out;
-    });
+      return local;
+    }
+    const base = `/nodes/${encodeURIComponent(node)}`;
+    const [qemu, lxc] = await Promise.all([
+      this.once(`${base}/qemu`, async () => this.call(`${base}/qemu`, asArray<NodeGuestEntry>)),
+      this.once(`${base}/lxc`, async () => this.call(`${base}/lxc`, asArray<NodeGuestEntry>)),
+    ]);
+    const out: LocalGuest[] = [];
+    for (const [type, list] of [['qemu', qemu], ['lxc', lxc]] as const) {
+      for (const g of list) {
+        // PVE before 7 sent the vmid of containers as a string.
+        const vmid = Number(g.vmid);
+        if (!Number.isInteger(vmid)) continue;
+        out.push({ type, vmid, status: g.status, name: g.name, template: g.template === undefined ? undefined : Number(g.template) });
+      }
+    }
+    return out;
   }
 
   /** /nodes/{node}/status: load, iowait, swap, KSM, root filesystem, CPU, versions. */
@@ -357,7 +366,9 @@ export class PveSession {
   /** The onboot value of every guest on `node` (the config collector): see guestConfigs(). */
   async guestOnboot(node: string): Promise<GuestOnbootResult> {
     const r = await this.guestConfigs(node);
-    return { guests: r.guests.map((g) => ({ type: g.type, vmid: g.vmid, node: g.node, onboot: g.fields.onboot })), failures: r.failures, fetched: r.fetched };
+    const guests: GuestOnboot[] = [];
+    for (const g of r.guests) guests.push({ type: g.type, vmid: g.vmid, node: g.node, onboot: g.fields.onboot });
+    return { guests, failures: r.failures, fetched: r.fetched };
   }
 
   /**
@@ -367,45 +378,49 @@ export class PveSession {
    * the same calls.
    */
   guestConfigs(node: string): Promise<GuestConfigsResult> {
-    return this.once(`configs:${node}`, async () => {
-      const guests = await this.localGuests(node);
-      const failures: PveError[] = [];
-      let fetched = 0;
-      const present = new Set<string>();
-      // Cached configs are taken as they are; only the misses wait for a call (at 2,000 guests
-      // an async function per guest and scrape was garbage for nothing).
-      const out: Array<GuestWithConfig | undefined> = new Array(guests.length);
-      const calls: Promise<void>[] = [];
-      for (let i = 0; i < guests.length; i++) {
-        const g = guests[i];
-        present.add(`${g.type}/${g.vmid}`);
-        const cached = this.configCache.fresh(g.type, g.vmid, node);
-        if (cached) {
-          this.ctx.trace?.cacheHit?.(`/nodes/${encodeURIComponent(node)}/${g.type}/${g.vmid}/config`);
-          out[i] = { type: g.type, vmid: g.vmid, node, fields: cached.fields };
-          continue;
-        }
-        const path = `/nodes/${encodeURIComponent(node)}/${g.type}/${g.vmid}/config`;
-        calls.push(
-          this.call(path, asObject<GuestConfig>)
-            .then((cfg) => {
-              fetched++;
-              this.configFetches++;
-              const fields = guestConfigFields(g.type, cfg);
-              this.configCache.store(g.type, g.vmid, node, fields);
-              out[i] = { type: g.type, vmid: g.vmid, node, fields };
-            })
-            .catch((err: unknown) => {
-              const stale = this.configCache.stale(g.type, g.vmid, node);
-              if (stale) out[i] = { type: g.type, vmid: g.vmid, node, fields: stale.fields };
-              else failures.push(err instanceof PveError ? err : new PveError('parse', path, String(err)));
-            }),
-        );
+    return this.once(`configs:${node}`, () => this.readGuestConfigs(node));
+  }
+
+  private async readGuestConfigs(node: string): Promise<GuestConfigsResult> {
+    const guests = await this.localGuests(node);
+    const failures: PveError[] = [];
+    let fetched = 0;
+    const present = new Set<string>();
+    // Cached configs are taken as they are; only the misses wait for a call (at 2,000 guests
+    // an async function per guest and scrape was garbage for nothing).
+    const out: Array<GuestWithConfig | undefined> = new Array(guests.length);
+    const calls: Promise<void>[] = [];
+    for (let i = 0; i < guests.length; i++) {
+      const g = guests[i];
+      present.add(`${g.type}/${g.vmid}`);
+      const cached = this.configCache.fresh(g.type, g.vmid, node);
+      if (cached) {
+        this.ctx.trace?.cacheHit?.(`/nodes/${encodeURIComponent(node)}/${g.type}/${g.vmid}/config`);
+        out[i] = { type: g.type, vmid: g.vmid, node, fields: cached.fields };
+        continue;
       }
-      await Promise.all(calls);
-      this.configCache.retainOnly(present);
-      return { guests: out.filter((g): g is GuestWithConfig => g !== undefined), failures, fetched };
-    });
+      const path = `/nodes/${encodeURIComponent(node)}/${g.type}/${g.vmid}/config`;
+      calls.push(
+        this.call(path, asObject<GuestConfig>)
+          .then((cfg) => {
+            fetched++;
+            this.configFetches++;
+            const fields = guestConfigFields(g.type, cfg);
+            this.configCache.store(g.type, g.vmid, node, fields);
+            out[i] = { type: g.type, vmid: g.vmid, node, fields };
+          })
+          .catch((err: unknown) => {
+            const stale = this.configCache.stale(g.type, g.vmid, node);
+            if (stale) out[i] = { type: g.type, vmid: g.vmid, node, fields: stale.fields };
+            else failures.push(err instanceof PveError ? err : new PveError('parse', path, String(err)));
+          }),
+      );
+    }
+    await Promise.all(calls);
+    this.configCache.retainOnly(present);
+    const got: GuestWithConfig[] = [];
+    for (const g of out) if (g !== undefined) got.push(g);
+    return { guests: got, failures, fetched };
   }
 
   /** /cluster/ceph/status, or undefined when the cluster has no Ceph (PVE answers 500 then; not a failure). */
