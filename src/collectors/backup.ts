@@ -64,12 +64,6 @@ export interface GuestBackupState {
   lastSuccess?: number;
 }
 
-/**
- * Folds one node's finished vzdump tasks, newest first, into per-guest states. `logOf` gives a
- * multi-guest run's parsed log, or undefined when it could not be had: then older runs are not
- * looked at, since the missing run may be the newest of any guest (what is known stays exact).
- * Returns whether every needed log was there.
- */
 /** Tasks by end time, newest first (module-level comparators: see byTypeAndVmid in types.ts). */
 function newestFirst(a: NodeTask, b: NodeTask): number {
   return (b.endtime ?? 0) - (a.endtime ?? 0);
@@ -79,6 +73,12 @@ function ascending(a: number, b: number): number {
   return a - b;
 }
 
+/**
+ * Folds one node's finished vzdump tasks, newest first, into per-guest states. `logOf` gives a
+ * multi-guest run's parsed log, or undefined when it could not be had: then older runs are not
+ * looked at, since the missing run may be the newest of any guest (what is known stays exact).
+ * Returns whether every needed log was there.
+ */
 export function foldNodeTasks(
   tasks: readonly NodeTask[],
   logOf: (upid: string) => ReadonlyMap<number, GuestBackupResult> | undefined,

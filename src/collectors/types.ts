@@ -110,7 +110,8 @@ export class PartialFailure extends Error {
  * QEMU guests before containers, each by VMID (the reference's order). Comparators and callbacks
  * run per guest live at module level, not as closures made in each scrape: V8 drops the optimized
  * code of closures that have died at each full collection, and compiles the next scrape's anew
- * (before: about 370 compiles a minute of warm scrapes, some 4 ms of compiler threads a scrape).
+ * (measured: 438 TurboFan compiles in the second half of 300 warm scrapes, 131 without these
+ * closures; some 4 ms of compiler threads a scrape).
  */
 export function byTypeAndVmid(a: { readonly type: string; readonly vmid: number }, b: { readonly type: string; readonly vmid: number }): number {
   return a.type === b.type ? a.vmid - b.vmid : a.type === 'qemu' ? -1 : 1;
