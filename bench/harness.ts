@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { constants, deflateRawSync, gunzipSync } from 'node:zlib';
+import { constants, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
 import { Pool, request } from 'undici';
 import { exporterConfig } from '../sim/exporter-config.ts';
 import { startSimulator, type Simulator } from '../sim/index.ts';
@@ -169,7 +169,7 @@ export const ms1 = (v: number): number => +v.toFixed(1);
 /**
  * The floor of a scrape: what no exporter can avoid. /cluster/resources fetched alone (the
  * longest PVE answer on the critical path, the others run next to it), read whole the way the
- * exporter reads it (keep-alive HTTPS, gzip), and sending a body of the scrape's size on the wire
+ * exporter reads it by default (keep-alive HTTPS, uncompressed: ModuleConfig.gzip), and sending a body of the scrape's size on the wire
  * (gzip-compressed when the scrape was) over HTTP from a process that holds it ready.
  */
 export async function measureFloor(run: Running, bodyBytes: number, rounds: number): Promise<{ resources_ms: number; body_ms: number; floor_ms: number }> {
@@ -178,7 +178,7 @@ export async function measureFloor(run: Running, bodyBytes: number, rounds: numb
   const pool = new Pool(run.sim.url, { connections: 1, connect: { rejectUnauthorized: false } });
   const headers = {
     accept: 'application/json',
-    'accept-encoding': 'gzip',
+    'accept-encoding': 'identity',
     authorization: `PVEAPIToken=${credentials.user}!${credentials.tokenName}=${credentials.tokenValue}`,
   };
   const resources: number[] = [];
@@ -249,4 +249,51 @@ export function machineMs(): number {
     return performance.now() - t0;
   };
   return ms1(Math.min(...Array.from({ length: 21 }, round)));
+}
+
+/**
+ * What compressing PVE's answers would cost and save (the module key gzip): the answers of one
+ * warm scrape (the paths the simulator answered in it, fetched again uncompressed), their bytes
+ * plain and gzipped, the CPU of gzip at level 6 as pveproxy compresses (Compress::Zlib's default
+ * level, every answer anew) and of inflating them, each the median of 5 rounds in this process.
+ */
+export async function pveAnswerCost(run: Running, query: string): Promise<{ paths: number; plain_bytes: number; gzip_bytes: number; pve_gzip6_ms: number; exporter_gunzip_ms: number }> {
+  await scrapeOnce(run, query);
+  const paths = [...run.sim.stats().calls.keys()];
+  const { credentials } = run.sim;
+  const pool = new Pool(run.sim.url, { connections: 1, connect: { rejectUnauthorized: false } });
+  const headers = {
+    accept: 'application/json',
+    'accept-encoding': 'identity',
+    authorization: `PVEAPIToken=${credentials.user}!${credentials.tokenName}=${credentials.tokenValue}`,
+  };
+  let plain = 0;
+  let zipped = 0;
+  let gzipMs = 0;
+  let gunzipMs = 0;
+  try {
+    for (const p of paths) {
+      const res = await pool.request({ method: 'GET', path: `/api2/json${p}`, headers });
+      const body = Buffer.from(await res.body.arrayBuffer());
+      if (res.statusCode !== 200) throw new Error(`${p}: ${res.statusCode}`);
+      const gz = gzipSync(body, { level: 6 });
+      const zip: number[] = [];
+      const unzip: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        let t0 = performance.now();
+        gzipSync(body, { level: 6 });
+        zip.push(performance.now() - t0);
+        t0 = performance.now();
+        gunzipSync(gz);
+        unzip.push(performance.now() - t0);
+      }
+      plain += body.length;
+      zipped += gz.length;
+      gzipMs += pct(zip, 50);
+      gunzipMs += pct(unzip, 50);
+    }
+  } finally {
+    await pool.close();
+  }
+  return { paths: paths.length, plain_bytes: plain, gzip_bytes: zipped, pve_gzip6_ms: ms1(gzipMs), exporter_gunzip_ms: ms1(gunzipMs) };
 }

@@ -3,7 +3,8 @@
 // Scrapes ask for gzip, as Prometheus does.
 //   latency  8 nodes x 250 guests, 10 ms per call (15 ms per guest config): cold scrape, warm
 //            p50/p95, the floor measured in the same run and the exporter's own share above it
-//   cpu      same cluster at latency 0: CPU per warm scrape, RSS over --rss-scrapes scrapes
+//   cpu      same cluster at latency 0: CPU per warm scrape, RSS over --rss-scrapes scrapes, and
+//            what gzip of PVE's answers would cost PVE and the exporter (pve_answers)
 //   scale    200 / 2,000 / 10,000 guests at 10 ms: warm p50, CPU per scrape, RSS
 //   idle     an exporter nobody scrapes: CPU over --idle-seconds (30), after --idle-settle-seconds
 //            (12: start-up and V8's memory reducer, reported apart), to the nanosecond
@@ -21,7 +22,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { cpuSeconds, cpuSecondsPrecise, machineMs, measureFloor, ms1, pct, rssMb, scrapeOnce, sleep, startPair, type BenchSetup, type Running, type ScrapeSample } from './harness.ts';
+import { cpuSeconds, cpuSecondsPrecise, machineMs, measureFloor, ms1, pct, pveAnswerCost, rssMb, scrapeOnce, sleep, startPair, type BenchSetup, type Running, type ScrapeSample } from './harness.ts';
 
 const { values } = parseArgs({
   options: {
@@ -132,7 +133,13 @@ if (phases.has('cpu')) {
       await scrapeOnce(run, query);
       if (i === 10 || i % Math.max(1, Math.floor(rssScrapes / 5)) === 0) rss.push({ after: i, rss_mb: rssMb(pid) });
     }
-    return { setup: { nodes: 8, guests: 2000, latency_ms: 0 }, warm: figures, warm_without_gzip: { p50_ms: identity.p50_ms, cpu_ms_per_scrape: identity.cpu_ms_per_scrape }, rss_mb: rss };
+    return {
+      setup: { nodes: 8, guests: 2000, latency_ms: 0 },
+      warm: figures,
+      warm_without_gzip: { p50_ms: identity.p50_ms, cpu_ms_per_scrape: identity.cpu_ms_per_scrape },
+      rss_mb: rss,
+      pve_answers: await pveAnswerCost(run, query),
+    };
   });
 }
 

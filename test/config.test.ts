@@ -245,6 +245,21 @@ test('server_name must be a DNS name', () => {
   expectError(`${BASE}  server_name: 10.0.0.1\n`, 'key "server_name"', 'DNS name');
 });
 
+test('gzip: off by default, a boolean (YAML 1.1 yes/no too), PVE_GZIP in the environment', () => {
+  const read = (text: string) => parseConfigText(text, 'pve.yml').modules.get('default')!.gzip;
+  assert.equal(read(BASE), false);
+  assert.equal(read(`${BASE}  gzip: true\n`), true);
+  assert.equal(read(`${BASE}  gzip: yes\n`), true);
+  assert.equal(read(`${BASE}  gzip: off\n`), false);
+  expectError(`${BASE}  gzip: level6\n`, 'module "default"', 'key "gzip"', 'true or false');
+  expectError(`${BASE}  gzip: 1\n`, 'key "gzip"', 'true or false');
+  const fromEnv = (value?: string) => loadConfigFromEnv({ PVE_USER: 'a@pve', PVE_PASSWORD: 'p', PVE_GZIP: value }).modules.get('default')!.gzip;
+  assert.equal(fromEnv(undefined), false);
+  assert.equal(fromEnv('true'), true);
+  assert.equal(fromEnv('0'), false);
+  assert.throws(() => fromEnv('maybe'), /environment PVE_GZIP: expected true\/false/);
+});
+
 test('targets: an allow-list; bad entries fail at load with file, module, key and entry', () => {
   const m = parseConfigText(`${BASE}  targets:\n    - pve1.example.com\n    - "[fd00::1]:8006"\n    - 10.0.0.0/24\n`, 'pve.yml').modules.get('default')!;
   assert.deepEqual(m.targets?.entries, ['pve1.example.com', '[fd00::1]:8006', '10.0.0.0/24']);

@@ -497,7 +497,7 @@ test('the example playbook sets an allow-list on every module', () => {
   for (const [name, m] of modules) assert.ok((m.targets?.length ?? 0) > 0, `example module ${name} has no targets`);
 });
 
-test('ca_file, fingerprint lists, server_name and targets: rendered, the CA copied and mounted', (t) => {
+test('ca_file, fingerprint lists, server_name, gzip and targets: rendered, the CA copied and mounted', (t) => {
   if (!requireTool(t, 'ansible-playbook', HINT)) return;
   if (!requireTool(t, 'openssl', 'apt-get install openssl')) return;
   const caKey = path.join(scratch, 'ca.key');
@@ -507,7 +507,7 @@ test('ca_file, fingerprint lists, server_name and targets: rendered, the CA copi
   assert.equal(gen.status, 0, gen.stderr);
   const targets = {
     'cluster a': { ...TARGETS['ve-01'], ca_file: caPem, server_name: 'pve.example.com', targets: ['*.pve.example.com', '192.0.2.0/24'] },
-    pinned: { ...TARGETS.lab, fingerprint: [FINGERPRINT, FINGERPRINT.replaceAll(':', '').toLowerCase()] },
+    pinned: { ...TARGETS.lab, fingerprint: [FINGERPRINT, FINGERPRINT.replaceAll(':', '').toLowerCase()], gzip: true },
     open: { ...TARGETS.lab },
   };
   const r = render({ pve_exporter_pve_targets: targets, pve_exporter_pve_allowed_targets: ['pve9.example.com:8006'] });
@@ -521,6 +521,7 @@ test('ca_file, fingerprint lists, server_name and targets: rendered, the CA copi
     targets: ['*.pve.example.com', '192.0.2.0/24'],
   });
   assert.deepEqual(parsed.pinned!.fingerprint, targets.pinned.fingerprint);
+  assert.equal(parsed.pinned!.gzip, true);
   assert.deepEqual(parsed.pinned!.targets, ['pve9.example.com:8006'], 'role-wide allow-list');
   assert.doesNotMatch(out(r.result), /module \\?"pinned\\?" has no targets/);
 
@@ -552,6 +553,8 @@ test('ca_file, fingerprint lists, server_name and targets: rendered, the CA copi
   assert.equal(clusterA.targets?.allows('pve2.pve.example.com', 8006), true);
   assert.equal(clusterA.targets?.allows('catcher.example.org', 8006), false);
   assert.deepEqual(config.modules.get('pinned')!.fingerprints, [FINGERPRINT]);
+  assert.equal(config.modules.get('pinned')!.gzip, true);
+  assert.equal(clusterA.gzip, false, 'not written: the exporter\'s default');
   assert.equal(config.modules.get('pinned')!.targets?.allows('pve9.example.com', 8006), true);
   assert.equal(config.modules.get('pinned')!.targets?.allows('pve9.example.com', 8007), false);
   // No module is left without an allow-list, so the exporter has nothing to warn about.
@@ -566,6 +569,7 @@ test('ca_file, fingerprint lists, server_name and targets: rendered, the CA copi
   const cases: [Record<string, unknown>, RegExp][] = [
     [{ x: { ...TARGETS.lab, fingerprint: ['AB:CD'] } }, /\\?"x\\?"\]: fingerprint must be a SHA-256 fingerprint/],
     [{ x: { ...TARGETS.lab, targets: 'pve1' } }, /\\?"x\\?"\]: fingerprint must be .* targets a\s+list/],
+    [{ x: { ...TARGETS.lab, gzip: 'level6' } }, /\\?"x\\?"\]: fingerprint must be .* gzip true\s+or false/],
     [{ x: { ...TARGETS.lab, ca_file: path.join(scratch, 'missing.pem') } }, /\\?"x\\?"\]\.ca_file must be a PEM file on the controller/],
     [{ x: { ...TARGETS.lab, ca_file: caPem, verify_ssl: false } }, /verify_ssl must not be false/],
   ];

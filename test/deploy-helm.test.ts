@@ -487,16 +487,18 @@ test('targets allow-list: own list kept, else allowedTargets, else the hyperviso
   assert.equal(renderedPveYml(render('ci/default-values.yaml')).default!.targets, undefined);
 });
 
-test('the schema accepts fingerprint lists, server_name and targets, and rejects malformed ones', (t) => {
+test('the schema accepts fingerprint lists, server_name, gzip and targets, and rejects malformed ones', (t) => {
   if (!requireHelm(t)) return;
   const module = ciValues('default-values.yaml').config.default;
   const fp = ciValues('tls-values.yaml').config.pinned.fingerprint[0];
   render({ config: { a: { ...module, fingerprint: fp } } });
   render({ config: { a: { ...module, fingerprint: [fp, fp.replaceAll(':', '')] } } });
+  render({ config: { a: { ...module, gzip: true } } });
   const cases: [object, RegExp][] = [
     [{ config: { a: { ...module, fingerprint: [] } } }, /config\.a\.fingerprint/],
     [{ config: { a: { ...module, fingerprint: 'AA:BB' } } }, /config\.a\.fingerprint/],
     [{ config: { a: { ...module, server_name: '' } } }, /config\.a\.server_name/],
+    [{ config: { a: { ...module, gzip: 'yes' } } }, /config\.a\.gzip: Invalid type/],
     [{ config: { a: { ...module, targets: 'pve1.example.com' } } }, /config\.a\.targets: Invalid type/],
     [{ config: { a: module }, allowedTargets: ['two words'] }, /allowedTargets\.0: Does not match pattern/],
     [{ config: { a: module }, ca: { secretName: 'x', key: '' } }, /ca\.key/],
