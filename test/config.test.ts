@@ -245,18 +245,19 @@ test('server_name must be a DNS name', () => {
   expectError(`${BASE}  server_name: 10.0.0.1\n`, 'key "server_name"', 'DNS name');
 });
 
-test('gzip: off by default, a boolean (YAML 1.1 yes/no too), PVE_GZIP in the environment', () => {
+test('gzip: on by default, a boolean (YAML 1.1 yes/no too), PVE_GZIP in the environment', () => {
   const read = (text: string) => parseConfigText(text, 'pve.yml').modules.get('default')!.gzip;
-  assert.equal(read(BASE), false);
-  assert.equal(read(`${BASE}  gzip: true\n`), true);
-  assert.equal(read(`${BASE}  gzip: yes\n`), true);
-  assert.equal(read(`${BASE}  gzip: off\n`), false);
+  assert.equal(read(BASE), true);
+  assert.equal(read(`${BASE}  gzip: false\n`), false);
+  assert.equal(read(`${BASE}  gzip: no\n`), false);
+  assert.equal(read(`${BASE}  gzip: on\n`), true);
   expectError(`${BASE}  gzip: level6\n`, 'module "default"', 'key "gzip"', 'true or false');
   expectError(`${BASE}  gzip: 1\n`, 'key "gzip"', 'true or false');
   const fromEnv = (value?: string) => loadConfigFromEnv({ PVE_USER: 'a@pve', PVE_PASSWORD: 'p', PVE_GZIP: value }).modules.get('default')!.gzip;
-  assert.equal(fromEnv(undefined), false);
-  assert.equal(fromEnv('true'), true);
+  assert.equal(fromEnv(undefined), true);
+  assert.equal(fromEnv('false'), false);
   assert.equal(fromEnv('0'), false);
+  assert.equal(fromEnv('1'), true);
   assert.throws(() => fromEnv('maybe'), /environment PVE_GZIP: expected true\/false/);
 });
 

@@ -507,7 +507,7 @@ test('ca_file, fingerprint lists, server_name, gzip and targets: rendered, the C
   assert.equal(gen.status, 0, gen.stderr);
   const targets = {
     'cluster a': { ...TARGETS['ve-01'], ca_file: caPem, server_name: 'pve.example.com', targets: ['*.pve.example.com', '192.0.2.0/24'] },
-    pinned: { ...TARGETS.lab, fingerprint: [FINGERPRINT, FINGERPRINT.replaceAll(':', '').toLowerCase()], gzip: true },
+    pinned: { ...TARGETS.lab, fingerprint: [FINGERPRINT, FINGERPRINT.replaceAll(':', '').toLowerCase()], gzip: false },
     open: { ...TARGETS.lab },
   };
   const r = render({ pve_exporter_pve_targets: targets, pve_exporter_pve_allowed_targets: ['pve9.example.com:8006'] });
@@ -521,7 +521,7 @@ test('ca_file, fingerprint lists, server_name, gzip and targets: rendered, the C
     targets: ['*.pve.example.com', '192.0.2.0/24'],
   });
   assert.deepEqual(parsed.pinned!.fingerprint, targets.pinned.fingerprint);
-  assert.equal(parsed.pinned!.gzip, true);
+  assert.equal(parsed.pinned!.gzip, false);
   assert.deepEqual(parsed.pinned!.targets, ['pve9.example.com:8006'], 'role-wide allow-list');
   assert.doesNotMatch(out(r.result), /module \\?"pinned\\?" has no targets/);
 
@@ -553,8 +553,8 @@ test('ca_file, fingerprint lists, server_name, gzip and targets: rendered, the C
   assert.equal(clusterA.targets?.allows('pve2.pve.example.com', 8006), true);
   assert.equal(clusterA.targets?.allows('catcher.example.org', 8006), false);
   assert.deepEqual(config.modules.get('pinned')!.fingerprints, [FINGERPRINT]);
-  assert.equal(config.modules.get('pinned')!.gzip, true);
-  assert.equal(clusterA.gzip, false, 'not written: the exporter\'s default');
+  assert.equal(config.modules.get('pinned')!.gzip, false);
+  assert.equal(clusterA.gzip, true, 'not written: the exporter\'s default');
   assert.equal(config.modules.get('pinned')!.targets?.allows('pve9.example.com', 8006), true);
   assert.equal(config.modules.get('pinned')!.targets?.allows('pve9.example.com', 8007), false);
   // No module is left without an allow-list, so the exporter has nothing to warn about.

@@ -486,7 +486,7 @@ export class PveClient {
       ctx.trace?.call({ method, path: pathWithQuery, seconds: 0, error: 'not sent: scrape deadline reached' });
       throw new PveError('deadline', path, 'scrape deadline reached before the request could start');
     }
-    // Identity unless the module asks for gzip (ModuleConfig.gzip); a gzip answer is inflated either way.
+    // gzip unless the module says gzip: false (ModuleConfig.gzip); a gzip answer is inflated either way.
     const headers: OutgoingHttpHeaders = { accept: 'application/json', 'accept-encoding': this.module.gzip ? 'gzip' : 'identity' };
     if (formBody !== undefined) headers['content-type'] = 'application/x-www-form-urlencoded';
     else Object.assign(headers, await this.authHeaders(ctx));
