@@ -176,6 +176,19 @@ export function pct(values: readonly number[], p: number): number {
 
 export const ms1 = (v: number): number => +v.toFixed(1);
 
+/** One keep-alive connection to the simulator's API with its token, answers asked in `encoding`. */
+function simClient(run: Running, encoding: 'gzip' | 'identity'): { pool: Pool; headers: Record<string, string> } {
+  const { credentials } = run.sim;
+  // The simulator's own certificate on loopback: the bench checks timing, not TLS.
+  const pool = new Pool(run.sim.url, { connections: 1, connect: { rejectUnauthorized: false } });
+  const headers = {
+    accept: 'application/json',
+    'accept-encoding': encoding,
+    authorization: `PVEAPIToken=${credentials.user}!${credentials.tokenName}=${credentials.tokenValue}`,
+  };
+  return { pool, headers };
+}
+
 /**
  * The floor of a scrape: what no exporter can avoid. /cluster/resources fetched alone (the
  * longest PVE answer on the critical path, the others run next to it), read whole the way the
@@ -184,14 +197,7 @@ export const ms1 = (v: number): number => +v.toFixed(1);
  * process that holds it ready.
  */
 export async function measureFloor(run: Running, bodyBytes: number, rounds: number): Promise<{ resources_ms: number; body_ms: number; floor_ms: number }> {
-  const { credentials } = run.sim;
-  // The simulator's own certificate on loopback: the bench checks timing, not TLS.
-  const pool = new Pool(run.sim.url, { connections: 1, connect: { rejectUnauthorized: false } });
-  const headers = {
-    accept: 'application/json',
-    'accept-encoding': 'gzip',
-    authorization: `PVEAPIToken=${credentials.user}!${credentials.tokenName}=${credentials.tokenValue}`,
-  };
+  const { pool, headers } = simClient(run, 'gzip');
   const resources: number[] = [];
   try {
     for (let i = 0; i < rounds + 2; i++) {
@@ -271,13 +277,7 @@ export function machineMs(): number {
 export async function pveAnswerCost(run: Running, query: string): Promise<{ paths: number; plain_bytes: number; gzip_bytes: number; pve_gzip6_ms: number; exporter_gunzip_ms: number }> {
   await scrapeOnce(run, query);
   const paths = [...run.sim.stats().calls.keys()];
-  const { credentials } = run.sim;
-  const pool = new Pool(run.sim.url, { connections: 1, connect: { rejectUnauthorized: false } });
-  const headers = {
-    accept: 'application/json',
-    'accept-encoding': 'identity',
-    authorization: `PVEAPIToken=${credentials.user}!${credentials.tokenName}=${credentials.tokenValue}`,
-  };
+  const { pool, headers } = simClient(run, 'identity');
   let plain = 0;
   let zipped = 0;
   let gzipMs = 0;
