@@ -4,7 +4,7 @@
 //   latency  8 nodes x 250 guests, 10 ms per call (15 ms per guest config): cold scrape, warm
 //            p50/p95, the floor measured in the same run and the exporter's own share above it
 //   cpu      same cluster at latency 0: CPU per warm scrape, RSS over --rss-scrapes scrapes, and
-//            what gzip of PVE's answers would cost PVE and the exporter (pve_answers)
+//            what gzip of PVE's answers costs PVE and saves the exporter (pve_answers)
 //   scale    200 / 2,000 / 10,000 guests at 10 ms: warm p50, CPU per scrape, RSS
 //   idle     an exporter nobody scrapes: CPU over --idle-seconds (30), after --idle-settle-seconds
 //            (12: start-up and V8's memory reducer, reported apart), to the nanosecond
